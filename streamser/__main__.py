@@ -1,0 +1,3 @@
+from streamser.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Command line: builds the configuration and hands it to a subcommand; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from streamser import __version__
+from streamser.constants import DEFAULT_MODEL_ID
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_model_args(
+    p: argparse.ArgumentParser, default_model: str | None = DEFAULT_MODEL_ID
+) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=default_model,
+        help=f"hub id, local directory, or 'demo' (default: {DEFAULT_MODEL_ID})",
+    )
+    g.add_argument("--revision", help="hub revision (default: the model card's revision)")
+    g.add_argument(
+        "--compute",
+        default=None,
+        choices=("auto", "cpu", "cuda", "mps"),
+        help="where to run the model (default: auto = cuda, then mps, then cpu)",
+    )
+    g.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the one-time sha256 check of the weights",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamser",
+        description="Live speech-emotion analysis (arousal and valence) in the terminal.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamser {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    model = sub.add_parser("model", help="inspect or fetch the model weights")
+    msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    info = msub.add_parser("info", help="where the weights are, size, sha256, parameters, device")
+    _add_model_args(info)
+    info.set_defaults(handler="streamser.commands.model_cmd:model_info")
+    fetch = msub.add_parser("fetch", help="download the weights into the Hugging Face cache")
+    _add_model_args(fetch)
+    fetch.set_defaults(handler="streamser.commands.model_cmd:model_fetch")
+    return parser
+
+
+def _resolve(handler: str) -> Handler:
+    import importlib
+
+    module, _, name = handler.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("streamser: %(levelname)s: %(message)s"))
+    log = logging.getLogger("streamser")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    _setup_logging(args.verbose)
+    if getattr(args, "compute", "x") is None:
+        args.compute = "auto"
+    from streamser.errors import USER_ERRORS
+
+    try:
+        return _resolve(args.handler)(args)
+    except USER_ERRORS as e:
+        print(f"streamser: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

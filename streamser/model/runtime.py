@@ -1,0 +1,176 @@
+"""The model as streamser uses it: device and dtype policy, batching, the fp16 NaN guard.
+
+Policy: ``compute="auto"`` picks CUDA, then Apple MPS, then CPU. CUDA and MPS run fp16; nothing
+normalises the hidden state after the 48 gate layers, so fp16 can overflow: every fp16 output is
+checked, and on NaN/inf the network is converted to fp32 for good and the window recomputed (a
+warning says so once). An MPS failure falls back to the CPU with a warning. The CPU runs fp32
+(bf16 is far slower on CPUs without bf16 units).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+
+from streamser.constants import NUM_CLASSES, SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from streamser.model.affect import CLASS_NAMES, arousal_of, softmax, valence_of
+from streamser.model.errors import ModelError
+from streamser.model.exhubert import ExHubert
+from streamser.model.loading import ModelInfo, load_network
+from streamser.model.preprocess import preprocess
+
+log = logging.getLogger("streamser")
+
+Compute = Literal["auto", "cpu", "cuda", "mps"]
+COMPUTE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One window's output: raw logits, softmax probabilities and the derived trajectories."""
+
+    logits: np.ndarray
+    probs: np.ndarray
+    arousal: float
+    valence: float
+
+    @classmethod
+    def from_logits(cls, logits: np.ndarray) -> Prediction:
+        logits = np.asarray(logits, dtype=np.float32)
+        probs = softmax(logits)
+        return cls(logits, probs, arousal_of(probs), valence_of(probs))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return CLASS_NAMES
+
+    @property
+    def top_class(self) -> str:
+        return CLASS_NAMES[int(np.argmax(self.probs))]
+
+
+def resolve_compute(compute: str) -> torch.device:
+    """Map the ``--compute`` choice onto an available device, or say why it is unavailable."""
+    if compute not in COMPUTE_CHOICES:
+        raise ModelError(
+            f"unknown --compute {compute!r}: choose one of {', '.join(COMPUTE_CHOICES)}"
+        )
+    if compute == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if compute == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--compute cuda: no CUDA GPU is available to torch; use --compute cpu")
+    if compute == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ModelError("--compute mps: Apple MPS is not available; use --compute cpu")
+    return torch.device(compute)
+
+
+class EmotionModel:
+    """ExHuBERT ready to predict: preprocessing, device placement, batching and guards.
+
+    Thread-safe: one lock serialises forward passes, so the inference worker and a caller on
+    another thread can share it.
+    """
+
+    def __init__(self, network: ExHubert, info: ModelInfo, device: torch.device) -> None:
+        self.info = info
+        self.device = device
+        self.dtype = torch.float16 if device.type in ("cuda", "mps") else torch.float32
+        self.fp16_fallbacks = 0
+        self._lock = threading.Lock()
+        self.network = network.to(device=device, dtype=self.dtype)
+
+    @property
+    def demo(self) -> bool:
+        return self.info.demo
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def describe(self) -> str:
+        return f"{self.device.type}/{self.dtype_name}"
+
+    # -- prediction ---------------------------------------------------------------------
+
+    def predict(self, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE_HZ) -> Prediction:
+        """One waveform (any length, mono or (frames, channels), any rate) -> one Prediction."""
+        return self.predict_batch([waveform], sample_rate=sample_rate)[0]
+
+    def predict_batch(
+        self, waveforms: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE_HZ
+    ) -> list[Prediction]:
+        if len(waveforms) == 0:
+            return []
+        inputs = np.stack([preprocess(w, sample_rate) for w in waveforms])
+        return [Prediction.from_logits(lg) for lg in self.logits(inputs)]
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        """Preprocessed (batch, 48000) float32 inputs -> (batch, 6) float32 logits."""
+        if inputs.ndim != 2 or inputs.shape[1] != WINDOW_SAMPLES:
+            raise ValueError(f"expected (batch, {WINDOW_SAMPLES}) inputs, got {inputs.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
+        with self._lock, torch.inference_mode():
+            out = self._forward(x)
+        return out.float().cpu().numpy().reshape(-1, NUM_CLASSES)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            out = self.network(x.to(self.device, self.dtype))
+        except RuntimeError as e:
+            if self.device.type != "mps":
+                raise
+            log.warning("MPS failed (%s); falling back to the CPU in fp32", e)
+            self._move(torch.device("cpu"), torch.float32)
+            return self.network(x)
+        if self.dtype == torch.float16 and not bool(torch.isfinite(out).all()):
+            self.fp16_fallbacks += 1
+            if self.fp16_fallbacks == 1:
+                log.warning("fp16 produced NaN/inf on %s: switching to fp32", self.device.type)
+            self._move(self.device, torch.float32)
+            out = self.network(x.to(self.device, self.dtype))
+        return out
+
+    def _move(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.network = self.network.to(device=device, dtype=dtype)
+        self.device, self.dtype = device, dtype
+
+    def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
+        """Run the fixed input shape once per batch size so the first real window is not slow."""
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(0)
+        for b in batch_sizes:
+            self.logits(rng.standard_normal((b, WINDOW_SAMPLES)).astype(np.float32))
+        return time.perf_counter() - t0
+
+
+def load_model(
+    model: str = "amiriparian/ExHuBERT",
+    compute: str = "auto",
+    *,
+    revision: str | None = None,
+    verify: bool = True,
+    expected_sha256: str | None = None,
+) -> EmotionModel:
+    """Load ExHuBERT (hub id, local directory or ``"demo"``) onto the chosen compute device."""
+    device = resolve_compute(compute)
+    network, info = load_network(model, revision, verify=verify, expected_sha256=expected_sha256)
+    t0 = time.perf_counter()
+    em = EmotionModel(network, info, device)
+    em.info = replace(info, load_s=(info.load_s or 0.0) + time.perf_counter() - t0)
+    if info.demo:
+        log.warning("%s", "demo model: random weights, output is meaningless")
+    return em

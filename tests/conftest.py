@@ -1,0 +1,30 @@
+"""Shared test helpers: system-tool gating and paths to bundled test data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = Path(__file__).parent / "data"
+ROOT_DIR = Path(__file__).parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_tools(*tools: str) -> None:
+    """Skip when a system tool is missing on a developer machine; fail in CI, where it must run."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if not missing:
+        return
+    reason = f"needs system tools not found on PATH: {', '.join(missing)}"
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: .ci/run must install them)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def tiny_model_dir() -> Path:
+    """The tiny random-weight ExHuBERT checkpoint (parametrized weight-norm naming)."""
+    return DATA_DIR / "tiny-parametrized"
