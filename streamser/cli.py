@@ -54,7 +54,66 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = msub.add_parser("fetch", help="download the weights into the Hugging Face cache")
     _add_model_args(fetch)
     fetch.set_defaults(handler="streamser.commands.model_cmd:model_fetch")
+    listen = sub.add_parser(
+        "listen",
+        help="analyse the microphone (or a file) live",
+        description="Live arousal/valence from the microphone or a file. Ctrl+C or q ends the "
+        "run; the session is kept on disk.",
+    )
+    _add_listen_args(listen)
+    listen.set_defaults(handler="streamser.commands.listen:listen")
+
+    devices = sub.add_parser("devices", help="list audio input devices")
+    devices.set_defaults(handler="streamser.commands.info_cmd:devices")
+
+    config = sub.add_parser("config", help="print the effective settings and the config file path")
+    config.set_defaults(handler="streamser.commands.info_cmd:show_config")
     return parser
+
+
+def _add_listen_args(p: argparse.ArgumentParser) -> None:
+    _add_model_args(p, default_model=None)
+    p.add_argument(
+        "--quantize", choices=("int8",), default=None, help="dynamic int8 quantisation (CPU)"
+    )
+    a = p.add_argument_group("audio")
+    a.add_argument("-d", "--device", help="input device: index or part of its name")
+    a.add_argument("--samplerate", type=int, help="open the device at this rate (Hz)")
+    a.add_argument("--channels", type=int, help="open the device with this many channels")
+    a.add_argument("-i", "--input", metavar="FILE", help="replay a WAV/FLAC/OGG file instead")
+    a.add_argument(
+        "--fast", action="store_true", help="with --input: as fast as possible, every window"
+    )
+    a.add_argument(
+        "--reconnect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="retry a lost input device every few seconds (default: on)",
+    )
+    w = p.add_argument_group("windows")
+    w.add_argument("--hop", type=float, help="seconds between window ends (default 1.0)")
+    w.add_argument(
+        "--full-windows-only",
+        action="store_true",
+        help="first estimate after a full 3 s window instead of after 1 s (padded)",
+    )
+    w.add_argument("--smooth-s", type=float, help="smoothing time constant, seconds (default 4)")
+    w.add_argument(
+        "--vad-threshold",
+        type=float,
+        help="speech fraction below which a window is non-speech (default 0.5)",
+    )
+    w.add_argument("--no-vad", action="store_true", help="no speech gate")
+    w.add_argument(
+        "--skip-non-speech",
+        action="store_true",
+        help="do not run the model on non-speech windows (saves compute)",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument("--headless", action="store_true", help="JSON lines on stdout, no dashboard")
+    o.add_argument("--log-dir", metavar="DIR", help="where sessions are written")
+    o.add_argument("--no-log", action="store_true", help="do not write a session")
+    o.add_argument("--record", action="store_true", help="record the captured audio too")
 
 
 def _resolve(handler: str) -> Handler:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from streamser.audio.devices import SourceError
 from streamser.config import ConfigError
 from streamser.model.errors import ModelError
+from streamser.session.errors import SessionError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ModelError)
-"""Extended as stages add their own user-facing errors (audio sources, sessions)."""
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ModelError, SessionError, SourceError)

@@ -157,6 +157,21 @@ class EmotionModel:
         return time.perf_counter() - t0
 
 
+def quantize_int8(network: ExHubert) -> ExHubert:
+    """Dynamic int8 quantisation of every Linear layer (weights int8, activations per batch)."""
+    import warnings
+
+    from torch import nn
+
+    with warnings.catch_warnings():
+        # torch announces a move of these APIs; the behaviour is what we rely on.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(network, {nn.Linear}, dtype=torch.qint8)
+
+
 def load_model(
     model: str = "amiriparian/ExHuBERT",
     compute: str = "auto",
@@ -164,11 +179,22 @@ def load_model(
     revision: str | None = None,
     verify: bool = True,
     expected_sha256: str | None = None,
+    quantize: str | None = None,
 ) -> EmotionModel:
-    """Load ExHuBERT (hub id, local directory or ``"demo"``) onto the chosen compute device."""
+    """Load ExHuBERT (hub id, local directory or ``"demo"``) onto the chosen compute device.
+
+    ``quantize="int8"`` applies dynamic int8 quantisation to the linear layers (CPU only).
+    """
     device = resolve_compute(compute)
+    if quantize not in (None, "int8"):
+        raise ModelError(f"--quantize {quantize!r}: the only choice is int8")
+    if quantize == "int8" and device.type != "cpu":
+        raise ModelError("--quantize int8 runs on the CPU: add --compute cpu")
     network, info = load_network(model, revision, verify=verify, expected_sha256=expected_sha256)
     t0 = time.perf_counter()
+    if quantize == "int8":
+        network = quantize_int8(network)
+        info = replace(info, name=f"{info.name} (int8)")
     em = EmotionModel(network, info, device)
     em.info = replace(info, load_s=(info.load_s or 0.0) + time.perf_counter() - t0)
     if info.demo:

@@ -1,0 +1,214 @@
+"""The synchronous heart of the engine: capture blocks in, emotion estimates out.
+
+:class:`StreamAnalyzer` chains the stages (mono mix -> streaming resampler -> speech detector ->
+windower) and turns due windows into :class:`~streamser.engine.estimate.Estimate` objects with
+the model, the affect mapping and the smoother. It owns no thread and no clock of its own, so
+every step is testable sample-exactly; the worker thread merely drives it, and ``analyze`` drives
+the very same object over files, which is what makes offline results equal live ones.
+
+Stream clock: sample ``n`` of the 16 kHz stream is at ``n / 16000`` s. The resampler has no
+delay against one-shot resampling, so this is the capture time of the sample relative to the
+first captured frame. Frames the capture ring lost are replaced by zeros of the same length, so
+a drop never shifts the clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from streamser.audio.resample import StreamingResampler
+from streamser.audio.silence import SilenceWatch
+from streamser.audio.sources import mix_to_mono
+from streamser.audio.vad import SpeechDetector, is_speech
+from streamser.audio.windows import Window, Windower
+from streamser.config import WindowConfig
+from streamser.constants import SAMPLE_RATE_HZ
+from streamser.engine.estimate import Estimate
+from streamser.model.affect import AffectSmoother, arousal_of, valence_of
+from streamser.model.preprocess import preprocess
+from streamser.model.runtime import EmotionModel, Prediction
+
+
+@dataclass
+class LevelMeter:
+    """Peak level of the latest capture block in dBFS, and whether it clipped (|x| >= 0.999)."""
+
+    level_dbfs: float | None = None
+    clipped_blocks: int = 0
+    clipping: bool = False
+
+    def push(self, block: np.ndarray) -> None:
+        if block.size == 0:
+            return
+        peak = float(np.max(np.abs(block)))
+        if not math.isfinite(peak):
+            return
+        self.level_dbfs = 20.0 * math.log10(peak) if peak > 1e-10 else -200.0
+        self.clipping = peak >= 0.999
+        self.clipped_blocks += int(self.clipping)
+
+
+class StreamAnalyzer:
+    """Feed capture blocks with :meth:`push_capture`; take due windows; turn them into estimates.
+
+    ``in_rate_hz`` and ``channels`` describe the capture stream (the source's native format).
+    """
+
+    def __init__(
+        self,
+        model: EmotionModel,
+        cfg: WindowConfig,
+        in_rate_hz: int,
+        vad: SpeechDetector | None = None,
+    ) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.in_rate_hz = in_rate_hz
+        self.resampler = StreamingResampler(in_rate_hz, SAMPLE_RATE_HZ)
+        self.windower = Windower(cfg.hop_s, cfg.first_s, cfg.window_s, SAMPLE_RATE_HZ)
+        self.vad = vad if cfg.vad else None
+        self.smoother = AffectSmoother(cfg.smooth_s)
+        self.silence = SilenceWatch(in_rate_hz)
+        self.level = LevelMeter()
+        self.silence_warning: str | None = None
+        self.frames_in = 0
+        """Capture frames consumed (native rate), zeros for lost frames included."""
+        self.dropped_frames = 0
+        """Capture frames lost before they reached the analyzer (replaced by zeros)."""
+        self.gap_frames = 0
+        """Capture frames judged lost by the wall-clock gap detector (not seen as ring drops)."""
+        self.nonfinite_samples = 0
+        self.seq = 0
+        self.skipped_windows = 0
+        self._finished = False
+
+    # -- audio in -----------------------------------------------------------------------
+
+    def push_capture(self, first_frame: int, block: np.ndarray) -> None:
+        """Consume capture frames starting at stream frame ``first_frame`` (native rate)."""
+        if first_frame > self.frames_in:
+            lost = first_frame - self.frames_in
+            self.dropped_frames += lost
+            self._push_mono(np.zeros(lost, dtype=np.float32))
+        elif first_frame < self.frames_in:
+            block = block[self.frames_in - first_frame :]
+        mono = mix_to_mono(block)
+        if not np.all(np.isfinite(mono)):
+            bad = ~np.isfinite(mono)
+            self.nonfinite_samples += int(bad.sum())
+            mono = np.where(bad, np.float32(0.0), mono)
+        self.level.push(mono)
+        if self.silence.push(mono) and self.silence_warning is None:
+            self.silence_warning = self.silence.message
+        self._push_mono(mono)
+
+    def _push_mono(self, mono: np.ndarray) -> None:
+        self.frames_in += len(mono)
+        self._push_16k(self.resampler.push(mono))
+
+    def _push_16k(self, y: np.ndarray) -> None:
+        if y.size == 0:
+            return
+        if self.vad is not None:
+            self.vad.push(y)
+        self.windower.push(y)
+
+    def finish(self) -> list[Window]:
+        """End of a finite stream: flush the resampler and return the windows that completes."""
+        if self._finished:
+            return []
+        self._finished = True
+        self._push_16k(self.resampler.flush())
+        return self.windower.pop_due() + self.windower.finish()
+
+    # -- windows out --------------------------------------------------------------------
+
+    def due_all(self) -> list[Window]:
+        """Every due window, in order (lossless replay and offline analysis)."""
+        return self.windower.pop_due()
+
+    def due_latest(self) -> Window | None:
+        """The newest due window; older due ones are skipped and counted (live policy)."""
+        window, skipped = self.windower.pop_latest()
+        self.skipped_windows += skipped
+        return window
+
+    def speech_fraction(self, window: Window) -> float | None:
+        if self.vad is None:
+            return None
+        return self.vad.speech_fraction(window.start_sample, window.end_sample)
+
+    def estimate(
+        self,
+        windows: Sequence[Window],
+        capture_wall_s: Sequence[float | None] | None = None,
+    ) -> list[Estimate]:
+        """Run the model over ``windows`` (one batch) and build their estimates, in order.
+
+        ``capture_wall_s[i]`` is the ``time.monotonic()`` at which window i's last sample was
+        captured (None when there was no live capture: latency then counts from when the window
+        became due, i.e. now).
+        """
+        if not windows:
+            return []
+        t_due = time.monotonic()
+        fractions = [self.speech_fraction(w) for w in windows]
+        speech = [f is None or is_speech(f, self.cfg.vad_threshold) for f in fractions]
+        run = [s or not self.cfg.skip_non_speech for s in speech]
+        inputs = [preprocess(w.samples) for w, r in zip(windows, run) if r]
+        t0 = time.perf_counter()
+        logits = self.model.logits(np.stack(inputs)) if inputs else np.zeros((0, 6))
+        compute_s = (time.perf_counter() - t0) / max(1, len(inputs))
+        now = time.monotonic()
+        wall = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        out: list[Estimate] = []
+        it = iter(logits)
+        for i, w in enumerate(windows):
+            pred = Prediction.from_logits(next(it)) if run[i] else None
+            cap = capture_wall_s[i] if capture_wall_s is not None else None
+            out.append(
+                self._make(w, pred, fractions[i], speech[i], compute_s, now - (cap or t_due), wall)
+            )
+        return out
+
+    def _make(
+        self,
+        w: Window,
+        pred: Prediction | None,
+        fraction: float | None,
+        speech: bool,
+        compute_s: float,
+        latency_s: float,
+        wall: str,
+    ) -> Estimate:
+        arousal = valence = None
+        if pred is not None:
+            arousal, valence = arousal_of(pred.probs), valence_of(pred.probs)
+            if speech:
+                self.smoother.push(w.t_end_s, arousal, valence)
+        est = Estimate(
+            seq=self.seq,
+            window=w.index,
+            t_start_s=w.t_start_s,
+            t_end_s=w.t_end_s,
+            wall_time=wall,
+            probs=tuple(float(p) for p in pred.probs) if pred is not None else None,
+            arousal=arousal,
+            valence=valence,
+            arousal_smooth=self.smoother.arousal,
+            valence_smooth=self.smoother.valence,
+            speech=fraction,
+            is_speech=speech,
+            compute_s=compute_s if pred is not None else 0.0,
+            latency_s=max(0.0, latency_s),
+            skipped_windows=self.skipped_windows,
+            dropped_samples=self.dropped_frames + self.gap_frames,
+        )
+        self.seq += 1
+        return est
