@@ -1,0 +1,315 @@
+"""Writes one ``streamser listen`` run to its own private session directory.
+
+Layout of ``<root>/<session id>/`` (directories 0700, files 0600: they hold people's voices and
+inferred feelings)::
+
+    meta.json        run description; "closed": false until close() completes
+    estimates.jsonl  one Estimate.to_json_dict() per line
+    marks.jsonl      {"t_s", "wall_time", "note"} per line
+    audio/           recorded segments (see recorder.py), only when recording
+
+Every JSONL line is written with one ``write`` call and flushed at once, so a crash leaves at
+most one cut last line, which the reader tolerates and counts. ``meta.json`` is replaced
+atomically (temporary file, fsync, ``os.replace``), so it is never half-written.
+
+A full or failing disk must not take the analyser down: the first ``OSError`` stops logging,
+sets :attr:`SessionLogger.failed`, calls ``on_failure`` once, and nothing more is written, so
+everything already on disk stays valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import platformdirs
+
+from streamser.engine.estimate import Estimate
+from streamser.session.errors import SessionError
+
+META_NAME = "meta.json"
+ESTIMATES_NAME = "estimates.jsonl"
+MARKS_NAME = "marks.jsonl"
+AUDIO_DIR_NAME = "audio"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+META_FORMAT_VERSION = 1
+"""Bumped when the layout changes incompatibly, so readers can tell old sessions apart."""
+
+
+def default_sessions_root() -> Path:
+    """Where sessions go unless the user says otherwise: the per-user data directory."""
+    return platformdirs.user_data_path("streamser") / "sessions"
+
+
+def new_session_id(now: datetime | None = None) -> str:
+    """``YYYYmmdd-HHMMSS-xxxxxx``: sorts by start time and stays unique within one second."""
+    when = now if now is not None else datetime.now().astimezone()
+    return f"{when:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def now_iso() -> str:
+    """The current local wall time, ISO 8601 with its UTC offset."""
+    return datetime.now().astimezone().isoformat()
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One compact JSON line; floats are written with repr, so they read back bit-exactly."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+
+
+def write_meta_atomic(session_dir: Path, meta: dict[str, Any]) -> None:
+    """Replace ``meta.json`` so that a reader (or a crash) sees the old or the new file, never
+    a mixture: write a private temporary file, fsync it, then rename it over the old one."""
+    target = session_dir / META_NAME
+    tmp = session_dir / f".{META_NAME}.{secrets.token_hex(4)}.tmp"
+    data = json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(session_dir)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable; some platforms cannot open directories, which is harmless."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` as an empty 0600 file before any opener touches it, so the mode does not
+    depend on the process umask (the builtin ``open`` would create 0644 files)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    os.close(fd)
+    os.chmod(path, FILE_MODE)
+
+
+class SessionLogger:
+    """Owns one session directory for the length of a run; every method is thread-safe.
+
+    ``meta`` is the caller's description of the run (``streamser_version``, ``model``,
+    ``compute``, ``audio``, ``config``, ...); the logger adds ``format_version``,
+    ``session_id``, ``start_time`` (now, unless given: it should be the wall time at which the
+    stream clock read zero) and ``closed``. ``opener`` opens the two JSONL logs (called as
+    ``opener(path, "a", encoding="utf-8")``); it exists so tests can inject a failing disk.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        meta: dict[str, Any],
+        on_failure: Callable[[str], None] | None = None,
+        opener: Callable[..., IO[str]] = open,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._on_failure = on_failure
+        self._closed = False
+        self.failed: str | None = None
+        """Why logging stopped (e.g. "No space left on device"); None while healthy."""
+        self.estimates_written = 0
+        self.marks_written = 0
+        now = datetime.now().astimezone()
+        self.path, self.session_id = _make_session_dir(Path(root), now)
+        self._meta: dict[str, Any] = {
+            "format_version": META_FORMAT_VERSION,
+            "start_time": now.isoformat(),
+            **meta,
+            "session_id": self.session_id,
+            "closed": False,
+        }
+        opened: list[IO[str]] = []
+        try:
+            write_meta_atomic(self.path, self._meta)
+            for name in (ESTIMATES_NAME, MARKS_NAME):
+                create_private_file(self.path / name)
+                opened.append(opener(self.path / name, "a", encoding="utf-8"))
+        except OSError as e:
+            for f in opened:
+                with contextlib.suppress(OSError):
+                    f.close()
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise SessionError(
+                f"cannot start a session in {self.path}: {e.strerror or e}; "
+                "free some space or choose another sessions directory"
+            ) from e
+        self._estimates, self._marks = opened
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """A copy of the metadata as last written (or about to be)."""
+        with self._lock:
+            return dict(self._meta)
+
+    def write_estimate(self, estimate: Estimate) -> None:
+        """Append one estimate losslessly; called from the bus's consumer thread."""
+        self._append(self._estimates, json_line(estimate.to_json_dict()), is_mark=False)
+
+    def add_mark(self, t_s: float, note: str) -> None:
+        """Append a user mark at stream-clock time ``t_s``; called from the UI thread."""
+        record = {"t_s": float(t_s), "wall_time": now_iso(), "note": str(note)}
+        self._append(self._marks, json_line(record), is_mark=True)
+
+    def update_meta(self, **fields: Any) -> None:
+        """Merge ``fields`` into meta.json (e.g. the recorder's segment list) and rewrite it."""
+        with self._lock:
+            self._meta.update(fields)
+            if self._closed or self.failed is not None:
+                return
+            reason = self._try(lambda: write_meta_atomic(self.path, self._meta))
+        self._announce(reason)
+
+    def close(self, counters: dict[str, Any]) -> None:
+        """Record the end time and the run's counters and mark the session clean; idempotent.
+
+        After a failure the session stays marked unclean (nothing more is written); closing the
+        logs may still complete a line cut by the failure from their buffers, never start one.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            reason = self._try(self._close_files)
+            if self.failed is None:
+                self._meta.update(
+                    end_time=now_iso(),
+                    counters=dict(counters),
+                    estimates_logged=self.estimates_written,
+                    marks_logged=self.marks_written,
+                    closed=True,
+                )
+                reason = self._try(lambda: write_meta_atomic(self.path, self._meta))
+        self._announce(reason)
+
+    def __enter__(self) -> SessionLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close({})
+
+    def _append(self, f: IO[str], line: str, *, is_mark: bool) -> None:
+        with self._lock:
+            if self._closed or self.failed is not None:
+                return
+
+            def write() -> None:
+                f.write(line)
+                f.flush()
+
+            reason = self._try(write)
+            if reason is None:
+                if is_mark:
+                    self.marks_written += 1
+                else:
+                    self.estimates_written += 1
+        self._announce(reason)
+
+    def _close_files(self) -> None:
+        first_error: OSError | None = None
+        for f in (self._estimates, self._marks):
+            try:
+                f.close()
+            except OSError as e:
+                first_error = first_error or e
+        if first_error is not None:
+            raise first_error
+
+    def _try(self, action: Callable[[], None]) -> str | None:
+        """Run a write under the lock; the first OSError stops logging and its reason is
+        returned to be announced once, outside the lock (so the callback may call back in)."""
+        try:
+            action()
+        except OSError as e:
+            if self.failed is not None:
+                return None
+            self.failed = e.strerror or str(e)
+            return self.failed
+        return None
+
+    def _announce(self, reason: str | None) -> None:
+        if reason is not None and self._on_failure is not None:
+            self._on_failure(reason)
+
+
+def _make_session_dir(root: Path, now: datetime) -> tuple[Path, str]:
+    """Create ``root`` (parents too) and a fresh 0700 session directory inside it."""
+    try:
+        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        while True:
+            session_id = new_session_id(now)
+            path = root / session_id
+            try:
+                path.mkdir(mode=DIR_MODE)
+            except FileExistsError:
+                continue
+            os.chmod(path, DIR_MODE)
+            return path, session_id
+    except OSError as e:
+        raise SessionError(
+            f"cannot create a session directory under {root}: {e.strerror or e}; "
+            "choose a writable sessions directory"
+        ) from e
+
+
+def append_mark(session_dir: Path, note: str, t_s: float | None = None) -> dict[str, Any]:
+    """Add a mark to a session from another process (``streamser mark SESSION "note"``).
+
+    Without ``t_s`` the stream time is approximated as now minus meta.json's ``start_time``:
+    it ignores dropped audio and clock drift, so it can be off by a fraction of a second on a
+    live run, and it is refused for a closed session (give ``t_s`` to annotate one). The line
+    is appended with a single ``O_APPEND`` write, so it never interleaves with the logger's.
+    Returns the mark as written.
+    """
+    session_dir = Path(session_dir)
+    meta_path = session_dir / META_NAME
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SessionError(f"not a readable streamser session: {session_dir}") from e
+    record: dict[str, Any] = {"t_s": t_s, "wall_time": now_iso(), "note": str(note)}
+    if t_s is None:
+        if meta.get("closed") is True:
+            raise SessionError(
+                f"session {session_dir.name} has ended; give the mark's time in seconds"
+            )
+        try:
+            start = datetime.fromisoformat(str(meta["start_time"]))
+        except (KeyError, ValueError) as e:
+            raise SessionError(f"session {session_dir.name} has no valid start_time") from e
+        record["t_s"] = (datetime.now().astimezone() - start).total_seconds()
+        record["approximate"] = True
+    else:
+        record["t_s"] = float(t_s)
+    data = json_line(record).encode("utf-8")
+    try:
+        fd = os.open(session_dir / MARKS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SessionError(f"cannot add a mark to {session_dir}: {e.strerror or e}") from e
+    return record
