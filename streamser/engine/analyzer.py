@@ -66,6 +66,7 @@ class StreamAnalyzer:
         cfg: WindowConfig,
         in_rate_hz: int,
         vad: SpeechDetector | None = None,
+        watch_silence: bool = True,
     ) -> None:
         self.model = model
         self.cfg = cfg
@@ -74,7 +75,8 @@ class StreamAnalyzer:
         self.windower = Windower(cfg.hop_s, cfg.first_s, cfg.window_s, SAMPLE_RATE_HZ)
         self.vad = vad if cfg.vad else None
         self.smoother = AffectSmoother(cfg.smooth_s)
-        self.silence = SilenceWatch(in_rate_hz)
+        # Digital silence from a microphone means muted or denied; in a file it is just silence.
+        self.silence = SilenceWatch(in_rate_hz) if watch_silence else None
         self.level = LevelMeter()
         self.silence_warning: str | None = None
         self.frames_in = 0
@@ -104,7 +106,7 @@ class StreamAnalyzer:
             self.nonfinite_samples += int(bad.sum())
             mono = np.where(bad, np.float32(0.0), mono)
         self.level.push(mono)
-        if self.silence.push(mono) and self.silence_warning is None:
+        if self.silence is not None and self.silence.push(mono) and self.silence_warning is None:
             self.silence_warning = self.silence.message
         self._push_mono(mono)
 

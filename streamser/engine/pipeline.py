@@ -18,7 +18,7 @@ from typing import Any
 
 from streamser import __version__
 from streamser.audio.ring import RingBuffer, RingReader
-from streamser.audio.sources import AudioSource
+from streamser.audio.sources import AudioSource, MicSource
 from streamser.audio.vad import SpeechDetector
 from streamser.config import ListenConfig
 from streamser.constants import SAMPLE_RATE_HZ
@@ -94,7 +94,13 @@ class Pipeline:
         self.bus: ResultBus[Estimate] = ResultBus(on_failure=self._on_consumer_failure)
         if cfg.windows.vad and vad is None:
             vad = SpeechDetector()
-        self.analyzer = StreamAnalyzer(model, cfg.windows, source.sample_rate_hz, vad)
+        self.analyzer = StreamAnalyzer(
+            model,
+            cfg.windows,
+            source.sample_rate_hz,
+            vad,
+            watch_silence=isinstance(source, MicSource),
+        )
         capacity = max(1, round(cfg.audio.ring_s * source.sample_rate_hz))
         self.ring = RingBuffer(capacity, source.channels, policy=source.ring_policy())
         self.worker = InferenceWorker(

@@ -69,6 +69,7 @@ class InferenceWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="streamser-inference", daemon=True)
         self._started = False
+        self._silence_announced = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -116,6 +117,9 @@ class InferenceWorker:
         if self.is_muted():
             block = block * 0.0
         self.analyzer.push_capture(first, block)
+        if self.analyzer.silence_warning is not None and not self._silence_announced:
+            self._silence_announced = True
+            log.warning("%s", self.analyzer.silence_warning)
 
     def _compute(self) -> None:
         if self.is_muted():
