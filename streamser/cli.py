@@ -68,7 +68,69 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="print the effective settings and the config file path")
     config.set_defaults(handler="streamser.commands.info_cmd:show_config")
+
+    sessions = sub.add_parser("sessions", help="list recorded sessions, or delete some")
+    sessions.add_argument("action", nargs="?", choices=("list", "delete"), default="list")
+    sessions.add_argument("ids", nargs="*", metavar="ID", help="session ids to delete")
+    _add_log_dir(sessions)
+    sessions.set_defaults(handler="streamser.commands.session_cmd:sessions")
+
+    replay = sub.add_parser("replay", help="replay a session's estimates (dashboard or --headless)")
+    replay.add_argument("session", help="session id (or unique prefix), path, or 'latest'")
+    replay.add_argument("--headless", action="store_true", help="JSON lines on stdout")
+    replay.add_argument(
+        "--speed", type=float, default=1.0, help="pace multiplier; 0 = as fast as possible"
+    )
+    _add_log_dir(replay)
+    replay.set_defaults(handler="streamser.commands.session_cmd:replay")
+
+    mark = sub.add_parser("mark", help="mark an event in a running (or finished) session")
+    mark.add_argument("session", help="session id (or unique prefix), path, or 'latest'")
+    mark.add_argument("note", help="what happened")
+    mark.add_argument("--at", type=float, help="stream time in seconds (default: now)")
+    _add_log_dir(mark)
+    mark.set_defaults(handler="streamser.commands.session_cmd:mark")
+
+    report = sub.add_parser("report", help="write a shareable figure of a session")
+    report.add_argument("session", help="session id (or unique prefix), path, or 'latest'")
+    report.add_argument("-o", "--output", required=True, help="report.png or report.html")
+    _add_log_dir(report)
+    report.set_defaults(handler="streamser.commands.session_cmd:report")
+
+    analyze = sub.add_parser("analyze", help="analyse audio files offline, as fast as possible")
+    analyze.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    analyze.add_argument("-o", "--output", required=True, help="result .jsonl, .csv or .parquet")
+    analyze.add_argument("--batch", type=int, default=8, help="windows per model call")
+    _add_model_args(analyze, default_model=None)
+    analyze.add_argument("--quantize", choices=("int8",), default=None)
+    _add_window_args(analyze)
+    analyze.set_defaults(handler="streamser.commands.analyze_cmd:analyze")
     return parser
+
+
+def _add_log_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-dir", metavar="DIR", help="sessions directory (default: user data dir)")
+
+
+def _add_window_args(p: argparse.ArgumentParser) -> None:
+    w = p.add_argument_group("windows")
+    w.add_argument("--hop", type=float, help="seconds between window ends (default 1.0)")
+    w.add_argument(
+        "--full-windows-only",
+        action="store_true",
+        help="first estimate after a full 3 s window instead of after 1 s (padded)",
+    )
+    w.add_argument(
+        "--vad-threshold",
+        type=float,
+        help="speech fraction below which a window is non-speech (default 0.5)",
+    )
+    w.add_argument("--no-vad", action="store_true", help="no speech gate")
+    w.add_argument(
+        "--skip-non-speech",
+        action="store_true",
+        help="do not run the model on non-speech windows (saves compute)",
+    )
 
 
 def _add_listen_args(p: argparse.ArgumentParser) -> None:
@@ -90,25 +152,8 @@ def _add_listen_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="retry a lost input device every few seconds (default: on)",
     )
-    w = p.add_argument_group("windows")
-    w.add_argument("--hop", type=float, help="seconds between window ends (default 1.0)")
-    w.add_argument(
-        "--full-windows-only",
-        action="store_true",
-        help="first estimate after a full 3 s window instead of after 1 s (padded)",
-    )
-    w.add_argument("--smooth-s", type=float, help="smoothing time constant, seconds (default 4)")
-    w.add_argument(
-        "--vad-threshold",
-        type=float,
-        help="speech fraction below which a window is non-speech (default 0.5)",
-    )
-    w.add_argument("--no-vad", action="store_true", help="no speech gate")
-    w.add_argument(
-        "--skip-non-speech",
-        action="store_true",
-        help="do not run the model on non-speech windows (saves compute)",
-    )
+    _add_window_args(p)
+    p.add_argument("--smooth-s", type=float, help="smoothing time constant, seconds (default 4)")
     o = p.add_argument_group("output")
     o.add_argument("--headless", action="store_true", help="JSON lines on stdout, no dashboard")
     o.add_argument("--log-dir", metavar="DIR", help="where sessions are written")

@@ -156,8 +156,6 @@ def run_headless(pipeline: Any) -> int:
     stop = threading.Event()
     with stop_on_signals(stop):
         pipeline.start()
-        if pipeline.model.demo:
-            log.warning("demo model: random weights, output is meaningless")
         while not stop.is_set() and not pipeline.wait(0.2):
             pass
         pipeline.stop()

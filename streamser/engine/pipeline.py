@@ -86,11 +86,13 @@ class Pipeline:
         vad: SpeechDetector | None = None,
         sessions_root: Path | None = None,
         max_batch: int = 8,
+        log_opener: Callable[..., Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.model = model
         self.source = source
         self.sessions_root = sessions_root
+        self._log_opener = log_opener
         self.bus: ResultBus[Estimate] = ResultBus(on_failure=self._on_consumer_failure)
         if cfg.windows.vad and vad is None:
             vad = SpeechDetector()
@@ -173,13 +175,22 @@ class Pipeline:
     # -- session ------------------------------------------------------------------------
 
     def _open_session(self) -> None:
+        from streamser.session.errors import SessionError
         from streamser.session.logger import SessionLogger, default_sessions_root
         from streamser.session.recorder import AudioRecorder
 
         root = self.sessions_root or (
             Path(self.cfg.logging.log_dir) if self.cfg.logging.log_dir else default_sessions_root()
         )
-        self.logger = SessionLogger(root, self.session_meta(), on_failure=self._on_log_failure)
+        extra = {"opener": self._log_opener} if self._log_opener is not None else {}
+        try:
+            self.logger = SessionLogger(
+                root, self.session_meta(), on_failure=self._on_log_failure, **extra
+            )
+        except SessionError as e:
+            # Analysis is still worth having; the user is told, and the dashboard shows it.
+            self._on_log_failure(str(e))
+            return
         self.bus.subscribe_lossless("session-log", self.logger.write_estimate)
         self.recorder = AudioRecorder(
             self.logger.path,
