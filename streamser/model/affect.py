@@ -14,10 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-AROUSAL_NAMES = ("low", "high")
-VALENCE_NAMES = ("negative", "neutral", "positive")
-CLASS_NAMES = tuple(f"{AROUSAL_NAMES[i // 3]} / {VALENCE_NAMES[i % 3]}" for i in range(6))
-"""Human names of the six classes, e.g. "high / negative"; never show LABEL_n."""
+from streamser.labels import CLASS_NAMES
+
+__all__ = ["CLASS_NAMES", "AffectSmoother", "arousal_of", "softmax", "valence_of"]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
