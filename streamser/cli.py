@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_listen_args(listen)
     listen.set_defaults(handler="streamser.commands.listen:listen")
 
+    demo = sub.add_parser(
+        "demo", help="the dashboard on a bundled speech clip (no microphone or weights needed)"
+    )
+    _add_model_args(demo, default_model=None)
+    demo.add_argument("--headless", action="store_true", help="JSON lines on stdout")
+    demo.add_argument("--log-dir", metavar="DIR", help="where the session is written")
+    demo.add_argument("--no-log", action="store_true", help="do not write a session")
+    demo.set_defaults(handler="streamser.commands.demo_cmd:demo")
+
     devices = sub.add_parser("devices", help="list audio input devices")
     devices.set_defaults(handler="streamser.commands.info_cmd:devices")
 

@@ -127,7 +127,7 @@ def make_corpus(d: Path) -> dict[str, float]:
     return durations
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_analyze_a_directory_then_resume(tmp_path: Path, suffix: str) -> None:
     corpus = tmp_path / "corpus"
     durations = make_corpus(corpus)
@@ -155,6 +155,10 @@ def test_analyze_a_directory_then_resume(tmp_path: Path, suffix: str) -> None:
 def read_any(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".jsonl":
         return jsonl(path.read_text())
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
     import csv
 
     with open(path, newline="") as f:

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -104,15 +104,23 @@ def load_for(model_cfg: ModelConfig) -> Any:
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(
+    stop: threading.Event, on_signal: Callable[[], Any] | None = None
+) -> Iterator[None]:
     """SIGINT, SIGTERM and SIGHUP (terminal closed) all end the run cleanly."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     previous = {s: signal.getsignal(s) for s in sigs}
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+        if on_signal is not None:
+            on_signal()
+
     for s in sigs:
-        signal.signal(s, lambda signum, frame: stop.set())
+        signal.signal(s, handler)
     try:
         yield
     finally:
@@ -120,22 +128,43 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, handler)
 
 
+DEMO_HINT = "to see streamser work without them: streamser demo"
+
+
 def listen(args: argparse.Namespace) -> int:
+    from streamser.audio.devices import SourceError
+    from streamser.model.errors import ModelError
+
     cfg = build_listen_config(args)
-    source = make_source(cfg.audio)
-    model = load_for(cfg.model)
+    try:
+        source = make_source(cfg.audio)
+    except SourceError as e:
+        if cfg.audio.input_path is None:
+            raise SourceError(f"{e} ({DEMO_HINT.replace('them', 'a microphone')})") from e
+        raise
+    try:
+        model = load_for(cfg.model)
+    except ModelError as e:
+        raise ModelError(f"{e} ({DEMO_HINT.replace('them', 'the weights')})") from e
     from streamser.engine.pipeline import Pipeline
 
     pipeline = Pipeline(cfg, model, source)
     if cfg.headless:
         return run_headless(pipeline)
+    return run_dashboard(pipeline)
+
+
+def run_dashboard(pipeline: Any, title: str = "streamser") -> int:
+    """The Textual dashboard owns the pipeline's lifecycle; a summary follows on stderr."""
     from streamser.tui.app import make_app
 
-    app = make_app(pipeline, title="streamser")
-    app.run()
+    stop = threading.Event()
+    app = make_app(pipeline, title=title)
+    with stop_on_signals(stop, on_signal=app.exit):
+        app.run()
     pipeline.stop()
     print_summary(pipeline, [])
-    return 0
+    return 1 if pipeline.worker.error is not None else 0
 
 
 class _StdoutWriter:

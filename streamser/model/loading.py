@@ -175,7 +175,7 @@ def hub_file(repo_id: str, filename: str, revision: str, cached_only: bool = Fal
             f"cannot download {filename} of {repo_id}@{revision[:12]} from the Hugging Face hub "
             f"({type(e).__name__}): connect to the internet and run 'streamser model fetch', "
             "or copy a Hugging Face cache that holds it (HF_HOME) and set HF_HUB_OFFLINE=1, "
-            "or pass --model /path/to/dir, or try --model demo"
+            "or pass --model /path/to/dir"
         ) from e
 
 
