@@ -172,3 +172,14 @@ def one_line(e: BaseException) -> str:
     """The first line of an exception's message, so a SourceError that quotes it stays one line."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def refresh_portaudio() -> None:
+    """Re-read PortAudio's device list (it is cached at initialisation).
+
+    Needed to find a device that came back, or a sound server that restarted, while streamser
+    runs. Only call it with no stream open.
+    """
+    sd = import_sounddevice()
+    sd._terminate()
+    sd._initialize()

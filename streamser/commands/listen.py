@@ -148,10 +148,31 @@ def listen(args: argparse.Namespace) -> int:
         raise ModelError(f"{e} ({DEMO_HINT.replace('them', 'the weights')})") from e
     from streamser.engine.pipeline import Pipeline
 
-    pipeline = Pipeline(cfg, model, source)
+    pipeline = Pipeline(cfg, model, source, source_factory=reconnector(cfg.audio, source))
     if cfg.headless:
         return run_headless(pipeline)
     return run_dashboard(pipeline)
+
+
+def reconnector(audio: AudioConfig, source: Any) -> Callable[[], Any] | None:
+    """For a microphone: how to open the same device again after it was lost."""
+    from streamser.audio.sources import MicSource
+
+    if not isinstance(source, MicSource):
+        return None
+
+    def reopen() -> MicSource:
+        from streamser.audio.devices import refresh_portaudio
+
+        refresh_portaudio()
+        return MicSource(
+            audio.device if audio.device is None else source.device.name,
+            source.sample_rate_hz,
+            source.channels,
+            audio.block_s,
+        )
+
+    return reopen
 
 
 def run_dashboard(pipeline: Any, title: str = "streamser") -> int:
@@ -164,7 +185,7 @@ def run_dashboard(pipeline: Any, title: str = "streamser") -> int:
         app.run()
     pipeline.stop()
     print_summary(pipeline, [])
-    return 1 if pipeline.worker.error is not None else 0
+    return exit_code(pipeline)
 
 
 class _StdoutWriter:
@@ -189,7 +210,18 @@ def run_headless(pipeline: Any) -> int:
             pass
         pipeline.stop()
     print_summary(pipeline, writer.latencies)
-    return 1 if pipeline.worker.error is not None else 0
+    return exit_code(pipeline)
+
+
+def exit_code(pipeline: Any) -> int:
+    """0 for a run that ended as asked; 1 when the model or the input failed for good."""
+    if pipeline.worker.error is not None:
+        return 1
+    error = getattr(pipeline.source, "error", None)
+    if error is not None:
+        print(f"streamser: error: input lost: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def print_summary(pipeline: Any, latencies: list[float]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,10 @@ from streamser.tui.controller import StatusSnapshot
 
 log = logging.getLogger("streamser")
 
+RETRY_S = 3.0
+"""How often a lost input device is looked for again."""
+POLL_S = 0.2
+SUPERVISOR_JOIN_S = 5.0
 HISTORY_MAX = 20_000
 """Estimates kept in memory for the dashboard: over 10 minutes at the smallest hop (0.05 s)."""
 TAP_POLL_S = 0.1
@@ -45,9 +50,17 @@ class RecorderTap:
     """
 
     def __init__(
-        self, ring: RingBuffer, reader: RingReader, recorder: Any, is_muted: Callable[[], bool]
+        self,
+        ring: RingBuffer,
+        reader: RingReader,
+        recorder: Any,
+        is_muted: Callable[[], bool],
+        awaits_reconnect: Callable[[], bool] = lambda: False,
     ) -> None:
         self.ring, self.reader, self.recorder, self.is_muted = ring, reader, recorder, is_muted
+        self.awaits_reconnect = awaits_reconnect
+        self.frame_offset = 0
+        self._rebound = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="streamser-recorder", daemon=True)
 
@@ -59,17 +72,25 @@ class RecorderTap:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
+    def rebind(self, ring: RingBuffer, reader: RingReader, frame_offset: int) -> None:
+        """Continue from a reconnected device's ring; the gap becomes a new segment."""
+        self.ring, self.reader, self.frame_offset = ring, reader, frame_offset
+        self._rebound.set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self.reader.wait(TAP_POLL_S)
             self._drain()
             if self.ring.closed and self.reader.available() == 0:
-                return
+                if not self.awaits_reconnect():
+                    return
+                self._rebound.wait(TAP_POLL_S)
+                self._rebound.clear()
 
     def _drain(self) -> None:
         first, block = self.reader.read_new()
         if len(block) and not self.is_muted():
-            self.recorder.write(first, block)
+            self.recorder.write(self.frame_offset + first, block)
 
 
 class Pipeline:
@@ -87,12 +108,19 @@ class Pipeline:
         sessions_root: Path | None = None,
         max_batch: int = 8,
         log_opener: Callable[..., Any] | None = None,
+        source_factory: Callable[[], AudioSource] | None = None,
     ) -> None:
         self.cfg = cfg
         self.model = model
         self.source = source
         self.sessions_root = sessions_root
         self._log_opener = log_opener
+        self._source_factory = source_factory if cfg.audio.reconnect else None
+        """Makes a replacement for a lost device; None: a lost device ends the run."""
+        self.source_error_text: str | None = None
+        self.reconnects = 0
+        self._supervisor: threading.Thread | None = None
+        self._stop_supervisor = threading.Event()
         self.bus: ResultBus[Estimate] = ResultBus(on_failure=self._on_consumer_failure)
         if cfg.windows.vad and vad is None:
             vad = SpeechDetector()
@@ -113,6 +141,7 @@ class Pipeline:
             lossless=not source.realtime,
             max_batch=max_batch if not source.realtime else 1,
             is_muted=lambda: self._muted,
+            awaits_reconnect=self._awaits_reconnect,
         )
         self.logger: Any = None
         self.recorder: Any = None
@@ -148,6 +177,11 @@ class Pipeline:
                 self._open_session()
             self.worker.start()
             self.source.start(self.ring)
+            if self._source_factory is not None:
+                self._supervisor = threading.Thread(
+                    target=self._supervise, name="streamser-reconnect", daemon=True
+                )
+                self._supervisor.start()
 
     def stop(self) -> None:
         """Ordered, idempotent shutdown; the session is closed with all counters."""
@@ -156,6 +190,9 @@ class Pipeline:
                 self._stopped = True
                 return
             self._stopped = True
+            self._stop_supervisor.set()
+            if self._supervisor is not None:
+                self._supervisor.join(SUPERVISOR_JOIN_S)
             self.source.stop()
             self.ring.close()
             self.worker.stop()
@@ -200,7 +237,11 @@ class Pipeline:
             on_segments=lambda segs: self.logger.update_meta(audio_segments=segs),
         )
         self._tap = RecorderTap(
-            self.ring, self.ring.reader("recorder"), self.recorder, lambda: self._muted
+            self.ring,
+            self.ring.reader("recorder"),
+            self.recorder,
+            lambda: self._muted,
+            self._awaits_reconnect,
         )
         self._tap.start()
         if self.cfg.logging.record:
@@ -251,6 +292,8 @@ class Pipeline:
             "consumer_failures": list(self.consumer_failures),
             "bus": self.bus.stats(),
             "source_status_flags": getattr(self.source, "status_flags", 0),
+            "reconnects": self.reconnects,
+            "source_error": str(self.source.error) if self.source.error is not None else None,
             "vad_frames_evicted": getattr(a.vad, "frames_evicted", 0),
         }
 
@@ -307,7 +350,7 @@ class Pipeline:
     def status(self) -> StatusSnapshot:
         w, a = self.worker, self.analyzer
         rtf = w.last_compute_s / self.cfg.windows.hop_s if w.last_compute_s else None
-        source_error = getattr(self.source, "error", None)
+        source_error = self.source_error_text or getattr(self.source, "error", None)
         return StatusSnapshot(
             device=self.source.description,
             sample_rate_hz=self.source.sample_rate_hz,
@@ -331,6 +374,55 @@ class Pipeline:
             source_error=str(source_error) if source_error is not None else None,
             finished=self.worker.finished.is_set(),
         )
+
+    # -- device loss ----------------------------------------------------------------------
+
+    def _awaits_reconnect(self) -> bool:
+        return (
+            self._source_factory is not None and not self._stopped and self.source.error is not None
+        )
+
+    def _supervise(self) -> None:
+        """Watch the live source; when it fails, retry a replacement every RETRY_S seconds."""
+        while not self._stop_supervisor.is_set():
+            if not self.source.finished.wait(POLL_S) or self.source.error is None:
+                continue
+            self._reconnect(time.monotonic())
+
+    def _reconnect(self, lost_at: float) -> None:
+        lost = self.source
+        self.source_error_text = f"{lost.error}; retrying every {RETRY_S:g} s"
+        log.warning("input lost: %s", self.source_error_text)
+        lost.stop()
+        while not self._stop_supervisor.wait(RETRY_S):
+            try:
+                new = self._source_factory()  # type: ignore[misc]
+            except Exception as e:  # the device is still gone: keep trying
+                log.debug("reconnect attempt failed: %s", e)
+                continue
+            if (new.sample_rate_hz, new.channels) != (lost.sample_rate_hz, lost.channels):
+                new.stop()
+                continue
+            old_ring = self.ring
+            ring = RingBuffer(old_ring.capacity_frames, new.channels, policy=new.ring_policy())
+            reader = ring.reader("analyzer")
+            tap_reader = ring.reader("recorder") if self._tap is not None else None
+            try:
+                new.start(ring)  # frames wait in the new ring until the worker is rebound
+            except Exception as e:
+                log.debug("reconnected device failed to start: %s", e)
+                new.stop()
+                continue
+            gap = round((time.monotonic() - lost_at) * new.sample_rate_hz)
+            offset = self.worker.frame_offset + old_ring.frames_written + gap
+            self.ring, self.source = ring, new
+            self.worker.rebind(ring, reader, offset)
+            if self._tap is not None and tap_reader is not None:
+                self._tap.rebind(ring, tap_reader, offset)
+            self.reconnects += 1
+            self.source_error_text = None
+            log.warning("input back after %.1f s: %s", time.monotonic() - lost_at, new.description)
+            return
 
     # -- failures -----------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ class InferenceWorker:
         lossless: bool,
         max_batch: int = 8,
         is_muted: Callable[[], bool] = lambda: False,
+        awaits_reconnect: Callable[[], bool] = lambda: False,
     ) -> None:
         self.analyzer = analyzer
         self.ring = ring
@@ -56,6 +57,11 @@ class InferenceWorker:
         self.lossless = lossless
         self.max_batch = max(1, max_batch)
         self.is_muted = is_muted
+        self.awaits_reconnect = awaits_reconnect
+        """True when the source failed and a replacement is being sought: keep the stream open."""
+        self.frame_offset = 0
+        """Stream frame of the current ring's frame 0 (non-zero after a reconnect)."""
+        self._rebound = threading.Event()
         self.gaps = GapDetector(analyzer.in_rate_hz) if not lossless else None
         self.finished = threading.Event()
         """Set when the stream ended and every remaining window was published (or on error)."""
@@ -88,6 +94,17 @@ class InferenceWorker:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def rebind(self, ring: RingBuffer, reader: RingReader, frame_offset: int) -> None:
+        """Continue from a new capture ring (a reconnected device) at ``frame_offset``.
+
+        Frames between the end of the old ring and ``frame_offset`` were never captured: the
+        analyzer fills them with zeros and counts them as dropped, so the clock stays true.
+        """
+        self.ring, self.reader, self.frame_offset = ring, reader, frame_offset
+        if self.gaps is not None:
+            self.gaps.reset()
+        self._rebound.set()
+
     # -- the loop -----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -97,6 +114,10 @@ class InferenceWorker:
                 self._drain()
                 self._compute()
                 if self.ring.closed and self.reader.available() == 0:
+                    if self.awaits_reconnect():
+                        self._rebound.wait(POLL_S)
+                        self._rebound.clear()
+                        continue
                     self._finish()
                     return
         except Exception as e:  # reported by the pipeline; the thread must not die silently
@@ -111,12 +132,12 @@ class InferenceWorker:
         if len(block) == 0:
             return
         written = self.ring.frames_written
-        self._anchor = (written, now)
+        self._anchor = (self.frame_offset + written, now)
         if self.gaps is not None:
             self.analyzer.gap_frames += self.gaps.update(written, now)
         if self.is_muted():
             block = block * 0.0
-        self.analyzer.push_capture(first, block)
+        self.analyzer.push_capture(self.frame_offset + first, block)
         if self.analyzer.silence_warning is not None and not self._silence_announced:
             self._silence_announced = True
             log.warning("%s", self.analyzer.silence_warning)
