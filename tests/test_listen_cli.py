@@ -246,3 +246,20 @@ def test_live_capture_from_a_sound_server_gives_estimates(
     assert all(abs(sum(r["probs"]) - 1) < 1e-6 for r in rows if r["probs"] is not None)
     meta = json.loads((next(log_dir.iterdir()) / "meta.json").read_text())
     assert meta["closed"] and meta["audio"]["kind"] == "MicSource"
+
+
+def test_demo_runs_on_the_bundled_clip_without_weights(tmp_path: Path) -> None:
+    env = env_for(tmp_path, HF_HUB_CACHE=str(tmp_path / "empty-hub"), HF_HUB_OFFLINE="1")
+    r = streamser("demo", "--headless", "--no-log", env=env)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == expected_windows(SPEECH, 1.0, 1.0)
+    assert "demo model: random weights" in r.stderr
+
+
+def test_version_and_help() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "streamser", "--version"], capture_output=True, text=True, timeout=60
+    )
+    from streamser import __version__
+
+    assert r.returncode == 0 and r.stdout.strip() == f"streamser {__version__}"

@@ -337,15 +337,18 @@ class Pipeline:
 
     def set_recording(self, on: bool) -> None:
         if self.recorder is None:
-            raise RuntimeError("recording needs a session log (run without --no-log)")
+            log.warning("recording needs a session: run without --no-log")
+            return
         if on:
             self.recorder.start(self.ring.frames_written)
         else:
             self.recorder.stop()
 
     def add_mark(self, note: str) -> None:
-        if self.logger is not None:
-            self.logger.add_mark(self.stream_time_s(), note)
+        if self.logger is None:
+            log.warning("marks need a session: run without --no-log")
+            return
+        self.logger.add_mark(self.stream_time_s(), note)
 
     def status(self) -> StatusSnapshot:
         w, a = self.worker, self.analyzer
