@@ -51,6 +51,11 @@ MAX_DEFAULT_CHANNELS = 2
 """Channels opened when the user asks for none. Virtual ALSA devices (``default``, ``pulse``)
 advertise 32 input channels; no microphone has more than two that matter for speech."""
 
+STANDARD_RATES_HZ = (8_000, 11_025, 16_000, 22_050, 32_000, 44_100, 48_000, 88_200, 96_000)
+"""Rates offered as valid choices when a device refuses the one asked for."""
+PA_INVALID_CHANNELS = -9998
+"""PortAudio's ``paInvalidChannelCount``."""
+
 _Replay = TypeVar("_Replay", bound="_ReplaySource")
 
 
@@ -121,8 +126,15 @@ class MicSource:
             raise ValueError(f"block_s must be positive, got {block_s}")
         self._sd = import_sounddevice()
         self.device: InputDevice = resolve_input_device(device, list_input_devices())
-        self.sample_rate_hz: int = sample_rate_hz or self.device.default_samplerate_hz
-        self.channels: int = channels or min(self.device.max_input_channels, MAX_DEFAULT_CHANNELS)
+        # 0 is a value the user gave (and PortAudio refuses), not "use the default".
+        self.sample_rate_hz: int = (
+            self.device.default_samplerate_hz if sample_rate_hz is None else sample_rate_hz
+        )
+        self.channels: int = (
+            min(self.device.max_input_channels, MAX_DEFAULT_CHANNELS)
+            if channels is None
+            else channels
+        )
         self._check_settings()
         self.description: str = self.device.name
         self.block_frames: int = max(1, round(block_s * self.sample_rate_hz))
@@ -144,9 +156,16 @@ class MicSource:
         self._fail_lock = threading.Lock()
 
     def _check_settings(self) -> None:
-        """Ask PortAudio whether the device takes this rate and channel count, before opening."""
+        """Ask PortAudio whether the device takes this rate and channel count, before opening.
+
+        A refusal is one line that names what the device does accept.
+        """
         d = self.device
         try:
+            if self.channels > d.max_input_channels:
+                # PortAudio refuses this too, but its ALSA host API first prints debug lines
+                # to stderr, which would bury the one-line message.
+                raise self._sd.PortAudioError("Invalid number of channels", PA_INVALID_CHANNELS)
             self._sd.check_input_settings(
                 device=d.index,
                 channels=self.channels,
@@ -156,10 +175,31 @@ class MicSource:
         except Exception as e:
             raise SourceError(
                 f"input device {d.name!r} cannot record {self.channels} channel(s) at "
-                f"{self.sample_rate_hz} Hz ({one_line(e)}); its default rate is "
-                f"{d.default_samplerate_hz} Hz and it has at most {d.max_input_channels} "
-                "input channel(s)"
+                f"{self.sample_rate_hz} Hz ({one_line(e)}); valid choices: "
+                f"{self._valid_settings()}"
             ) from e
+
+    def _valid_settings(self) -> str:
+        """The usual rates the device accepts, and its channel range, for an error message."""
+        d = self.device
+        channels = min(max(self.channels, 1), d.max_input_channels)
+        rates = [r for r in STANDARD_RATES_HZ if self._accepts(channels, r)]
+        if d.default_samplerate_hz not in rates:
+            rates = sorted([*rates, d.default_samplerate_hz])
+        return (
+            f"--samplerate {', '.join(str(r) for r in rates)} "
+            f"(default {d.default_samplerate_hz} Hz), --channels 1 to {d.max_input_channels} "
+            f"(at most {d.max_input_channels} input channel(s))"
+        )
+
+    def _accepts(self, channels: int, rate_hz: int) -> bool:
+        try:
+            self._sd.check_input_settings(
+                device=self.device.index, channels=channels, dtype="float32", samplerate=rate_hz
+            )
+        except Exception:
+            return False
+        return True
 
     def ring_policy(self) -> Literal["overwrite", "block"]:
         return "overwrite"

@@ -3,7 +3,9 @@
 One row per window (the live estimate schema, probabilities flattened to ``p0``..``p5`` in CSV and
 Parquet) plus one summary row per file. Resumable: rows are appended to a JSONL progress file
 after each file, and files whose summary row is already there are skipped on the next run.
-Unreadable files are reported on stderr and skipped (and retried next time).
+Unreadable files are reported on stderr and skipped (and retried next time); when no input
+can be read at all (a single broken file, a name that does not exist), the run is a one-line
+error with exit code 2, before the model is loaded.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -30,12 +32,18 @@ PROB_COLUMNS = [f"p{i}" for i in range(6)]
 
 
 def discover(inputs: Iterable[str]) -> list[Path]:
-    """Audio files named or found (recursively) under directories; session dirs are taken whole."""
+    """Audio files named or found (recursively) under directories; session dirs are taken whole.
+
+    A named path that does not exist is a typing mistake: it fails here, before the model loads.
+    """
+    from streamser.audio.devices import SourceError
     from streamser.session.reader import is_session_dir
 
     found: list[Path] = []
     for item in inputs:
         p = Path(item).expanduser()
+        if not p.exists():
+            raise SourceError(f"audio file not found: {p}")
         if p.is_dir() and not is_session_dir(p):
             found += sorted(
                 f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
@@ -145,6 +153,16 @@ def analyze(args: argparse.Namespace) -> int:
         print(
             f"streamser: resuming: {len(files) - len(todo)} file(s) already done", file=sys.stderr
         )
+    failures: list[Exception] = []
+
+    def skip(path: Path, e: Exception) -> None:
+        failures.append(e)
+        if len(files) > 1:  # a single input's failure is the run's one-line error instead
+            print(f"streamser: skipped {path}: {e}", file=sys.stderr)
+
+    todo = [path for path in todo if _readable(path, skip)]
+    if failures and len(failures) == len(files):
+        _fail_without_output(failures)
     model = load_for(
         ModelConfig(
             model=args.model or "amiriparian/ExHuBERT",
@@ -154,15 +172,14 @@ def analyze(args: argparse.Namespace) -> int:
             quantize=args.quantize,
         )
     )
-    failed = 0
-    total_windows = 0
+    analysed = total_windows = 0
+    prog_existed = prog.exists()
     with open(prog, "a", encoding="utf-8") as sink:
         for path in todo:
             try:
                 rate, frames, _ = native_blocks(path)
             except USER_ERRORS as e:
-                print(f"streamser: skipped {path}: {e}", file=sys.stderr)
-                failed += 1
+                skip(path, e)
                 continue
             rows: list[dict[str, Any]] = []
             with tqdm(
@@ -175,22 +192,47 @@ def analyze(args: argparse.Namespace) -> int:
                     ):
                         rows.append({"type": "window", "file": str(path), **est.to_json_dict()})
                 except USER_ERRORS as e:
-                    print(f"streamser: skipped {path}: {e}", file=sys.stderr)
-                    failed += 1
+                    skip(path, e)
                     continue
             rows.append(summary_row(str(path), rows, frames / rate))
             sink.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
             sink.flush()
+            analysed += 1
             total_windows += len(rows) - 1
+    failed = len(failures)
+    if failed == len(files):  # a file broke mid-way, and it was the only one
+        if not prog_existed and prog.stat().st_size == 0:
+            prog.unlink()
+        _fail_without_output(failures)
     if out.suffix != ".jsonl":
         write_final(out, earlier + read_rows(prog))
         prog.unlink()
     print(
-        f"streamser: analysed {len(todo) - failed} file(s), {total_windows} windows -> {out}"
+        f"streamser: analysed {analysed} file(s), {total_windows} windows -> {out}"
         + (f"; {failed} unreadable file(s) skipped" if failed else ""),
         file=sys.stderr,
     )
     return 0
+
+
+def _readable(path: Path, skip: Callable[[Path, Exception], None]) -> bool:
+    """Whether ``path`` opens as audio (or a session with a recording); else ``skip`` it."""
+    from streamser.engine.offline import native_blocks
+    from streamser.errors import USER_ERRORS
+
+    try:
+        native_blocks(path)
+    except USER_ERRORS as e:
+        skip(path, e)
+        return False
+    return True
+
+
+def _fail_without_output(failures: list[Exception]) -> NoReturn:
+    """Every input failed: the run is an error (exit code 2), not an empty result."""
+    if len(failures) == 1:
+        raise failures[0]
+    raise ConfigError(f"none of the {len(failures)} files could be read (see above); no output")
 
 
 def read_final(out: Path) -> list[dict[str, Any]]:

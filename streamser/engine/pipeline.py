@@ -33,6 +33,9 @@ from streamser.tui.controller import StatusSnapshot
 
 log = logging.getLogger("streamser")
 
+RECORDING_SEGMENT_S = 60.0
+"""One WAV per minute: every block already updates its header, so a crash loses nothing
+written; longer segments keep meta.json's segment list short (60 entries an hour)."""
 RETRY_S = 3.0
 """How often a lost input device is looked for again."""
 POLL_S = 0.2
@@ -233,6 +236,7 @@ class Pipeline:
             self.logger.path,
             self.source.sample_rate_hz,
             self.source.channels,
+            segment_s=RECORDING_SEGMENT_S,
             on_failure=self._on_log_failure,
             on_segments=lambda segs: self.logger.update_meta(audio_segments=segs),
         )

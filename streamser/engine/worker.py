@@ -133,7 +133,8 @@ class InferenceWorker:
             return
         written = self.ring.frames_written
         self._anchor = (self.frame_offset + written, now)
-        if self.gaps is not None:
+        if self.gaps is not None and not self.ring.closed:
+            # A closed ring's last frames were read late, not lost: no gap to count.
             self.analyzer.gap_frames += self.gaps.update(written, now)
         if self.is_muted():
             block = block * 0.0
