@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.style import Style
+from textual.geometry import Region
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -38,12 +40,17 @@ from streamser.tui.widgets import (
     ClassBars,
     EstimateTrack,
     LevelMeter,
+    PlotCells,
     StatusPanel,
+    TextBuilder,
     TrajectoryPlot,
     bar,
     format_ago,
     pack_braille,
     plot_cells,
+    run_kinds,
+    sample_plot,
+    status_fields,
     tick_label_row,
 )
 
@@ -399,6 +406,44 @@ async def test_replay_is_labelled_as_such() -> None:
         assert "— dBFS" in text_of(app.query_one(LevelMeter))
 
 
+def test_status_line_names_a_file_input_as_a_file(tmp_path: Path) -> None:
+    """A file path in the device field reads ``file:``; a device name keeps ``input:``."""
+    no_suffix = tmp_path / "take-3"
+    no_suffix.write_bytes(b"RIFF")
+    cases = {
+        "assets/speech.wav": "file: assets/speech.wav @ 22050 Hz",
+        "/data/Interview.FLAC": "file: /data/Interview.FLAC @ 22050 Hz",
+        str(no_suffix): f"file: {no_suffix} @ 22050 Hz",
+        "USB Microphone (hw:2,0)": "input: USB Microphone (hw:2,0) @ 22050 Hz",
+        "Mic/Line In 2.0": "input: Mic/Line In 2.0 @ 22050 Hz",
+    }
+    for device, expected in cases.items():
+        status = replace(BASE_STATUS, device=device, sample_rate_hz=22_050)
+        assert status_fields(status, received=0)[0].text == expected
+
+
+async def test_digital_silence_reads_silent_not_a_level() -> None:
+    """The engine reports an all-zero block as -200 dBFS: the meter says ``silent`` instead,
+    with an empty bar of the same length as for a real reading."""
+    controller = ScriptedController(status=replace(BASE_STATUS, level_dbfs=-23.5))
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        meter = app.query_one(LevelMeter)
+        loud = text_of(meter)
+        controller.set_status(level_dbfs=-200.0)
+        app.poll_status()
+        quiet = text_of(meter)
+        assert "-23.5 dBFS" in loud
+        assert "silent" in quiet and "-200" not in quiet and "dBFS" not in quiet
+        assert "█" not in quiet
+        assert len(quiet) == len(loud)
+        assert quiet.count("·") == loud.count("█") + loud.count("·")
+        controller.set_status(level_dbfs=-95.0)  # quiet but not silence: still a number
+        app.poll_status()
+        assert "-95.0 dBFS" in text_of(meter)
+
+
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 async def test_every_panel_fits_on_screen(size: tuple[int, int]) -> None:
     controller = ScriptedController(status=replace(BASE_STATUS, demo_model=True))
@@ -414,6 +459,44 @@ async def test_every_panel_fits_on_screen(size: tuple[int, int]) -> None:
         assert app.query_one(ClassBars).content_size.height >= 7
         wide = size[0] >= 120
         assert app.screen.has_class("-wide") is wide
+
+
+async def test_an_estimate_within_the_same_dot_column_repaints_only_the_title() -> None:
+    """On a long range a dot column spans seconds: estimates that do not move the time axis by
+    a column leave the plot body as it is (no rebuild, no repaint); one that does redraws it."""
+    controller = ScriptedController()
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("plus", "plus", "plus")
+        assert app.range_s == 600.0
+        await fed(app, pilot, controller, 40)
+        arousal = plot(app)
+        repaints: list[tuple[Region, ...]] = []
+        original_refresh = arousal.refresh
+
+        def spy(*regions: Region, **kwargs: bool) -> TrajectoryPlot:
+            repaints.append(regions)
+            return original_refresh(*regions, **kwargs)
+
+        arousal.refresh = spy  # type: ignore[method-assign]
+        kept = moved = 0
+        for _ in range(30):
+            samples = arousal.samples()
+            assert samples is not None
+            t_right, body_renders = samples.t_right, arousal.body_renders
+            repaints.clear()
+            await fed(app, pilot, controller, 1)
+            now = arousal.samples()
+            assert now is not None
+            if now.t_right == t_right:
+                kept += 1
+                assert arousal.body_renders == body_renders
+                assert all(r and r[0].y == 0 and r[0].height == 1 for r in repaints), repaints
+            else:
+                moved += 1
+                assert arousal.body_renders == body_renders + 1
+                assert () in repaints  # the whole plot
+        assert kept and moved
 
 
 async def test_non_speech_is_marked_on_the_time_axis() -> None:
@@ -458,6 +541,52 @@ def test_braille_packing_and_plot_cells() -> None:
     assert (cells.codes[0] & 0x09).all()  # raw 1.0 on the top dot row everywhere
     assert (cells.codes[2] & 0xC0).all()  # smoothed 0.0 on the bottom dot row
     assert (cells.kinds[2] == 3).all() and (cells.kinds[0] == 2).all()
+
+
+def test_plot_columns_stay_put_until_the_stream_moves_a_whole_column() -> None:
+    """The right edge snaps to whole dot columns, so an estimate that lands inside the newest
+    column changes nothing in the body; the next column moves everything by one."""
+    track = EstimateTrack(capacity=1000)
+    for e in scripted_estimates(200):  # hop 0.5 s: the newest ends at 102.5 s
+        track.append(e)
+    first = sample_plot(track.view(), "arousal", 60.0, 24)  # 2.5 s per dot column
+    assert first.t_right == 102.5
+    track.append(scripted_estimate(200))  # 103.0 s: same column
+    assert sample_plot(track.view(), "arousal", 60.0, 24).same_as(first)
+    for k in range(201, 205):  # 105.0 s: one column on
+        track.append(scripted_estimate(k))
+    moved = sample_plot(track.view(), "arousal", 60.0, 24)
+    assert moved.t_right == 105.0
+    assert not moved.same_as(first)
+    np.testing.assert_array_equal(moved.raw[:-1], first.raw[1:])  # shifted by one column
+
+
+def test_blank_cells_take_the_foreground_of_their_left_neighbour() -> None:
+    """Fewer styled runs, same picture: only blanks change, and only their foreground."""
+    cells = PlotCells(
+        codes=np.array([[0, 1, 0, 0, 2, 0]]),
+        kinds=np.array([[0, 2, 0, 4, 7, 4]]),  # the last three columns are non-speech
+        nonspeech_cols=np.array([False, False, False, True, True, True]),
+    )
+    assert run_kinds(cells).tolist() == [[0, 2, 2, 6, 7, 7]]
+
+
+def test_text_builder_strips_carry_the_text_and_styles_of_its_text() -> None:
+    bold, red = Style(bold=True), Style(color="red")
+    base = Style(color="white", bgcolor="black")
+    out = TextBuilder()
+    out.add("ab", bold)
+    out.add("cd\nef")
+    out.add("gh", red)
+    out.add("\n")
+    out.add("a long line", red)
+    strips = out.strips(8, base)
+    assert out.text().plain == "abcd\nefgh\na long line"
+    assert [s.text for s in strips] == ["abcd", "efgh", "a long l"]  # cropped to the width
+    first, second, third = (list(s) for s in strips)
+    assert first[0].style == base + bold and first[1].style == base
+    assert second[1].style == base + red
+    assert second[1].style is third[0].style  # one style object per distinct style
 
 
 def test_axis_labels_and_bars() -> None:
