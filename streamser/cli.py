@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-log", action="store_true", help="do not write a session")
     demo.set_defaults(handler="streamser.commands.demo_cmd:demo")
 
+    from streamser.commands.bench_cmd import add_bench_args
+
+    bench = sub.add_parser(
+        "bench", help="speed and memory of the full-size model on this machine (random weights)"
+    )
+    add_bench_args(bench)
+    bench.set_defaults(handler="streamser.commands.bench_cmd:bench")
+
     devices = sub.add_parser("devices", help="list audio input devices")
     devices.set_defaults(handler="streamser.commands.info_cmd:devices")
 

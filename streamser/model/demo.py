@@ -27,12 +27,14 @@ DEMO_CONFIG = ExHubertConfig(
 """Same layer structure as ExHuBERT (48 gated layers in pairs), tiny widths: ~1 ms per window."""
 
 
-def random_network(cfg: ExHubertConfig, seed: int = 0, std: float = 0.02) -> ExHubert:
+def random_network(cfg: ExHubertConfig, seed: int = 0) -> ExHubert:
     """A network of any size with seeded random weights, allocated once (no default init pass).
 
     Used for the full-size architecture in tests and benchmarks, where PyTorch's default
-    initialisation of 668 M parameters would cost many seconds: weights ~ N(0, std), biases 0,
-    LayerNorm scales 1, weight-norm g = ||v||.
+    initialisation of 668 M parameters would cost many seconds. Weights ~ N(0, 1/fan_in), so
+    activations keep their scale through the 48 gate layers (smaller weights shrink them into
+    denormal floats, which CPUs compute 100x slower); biases 0, LayerNorm scales 1,
+    weight-norm g = ||v||.
     """
     from streamser.model.exhubert import build_on_meta
 
@@ -46,8 +48,11 @@ def random_network(cfg: ExHubertConfig, seed: int = 0, std: float = 0.02) -> ExH
                 p.zero_()
             elif "layer_norm" in name:
                 p.fill_(1.0)
+            elif p.dim() >= 2:
+                fan_in = p[0].numel()
+                p.normal_(0.0, fan_in**-0.5, generator=gen)
             else:
-                p.normal_(0.0, std, generator=gen)
+                p.normal_(0.0, 0.02, generator=gen)
         conv = model.hubert.encoder.pos_conv_embed.conv
         v = conv.parametrizations.weight.original1
         conv.parametrizations.weight.original0.copy_(

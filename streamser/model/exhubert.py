@@ -19,6 +19,8 @@ Shape of the network (HuBERT Large, stable layer norm, extended to 48 layers):
 from __future__ import annotations
 
 import json
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -129,18 +131,93 @@ class ExHubertConfig:
         }
 
 
+class DerivedTensor:
+    """A tensor computed from parameters (a re-laid or normalised weight), kept between calls.
+
+    Recomputing such a weight on every window costs real time on a CPU (the positional
+    convolution's weight norm alone reads and writes 2 x 34 MB). The cached value is reused only
+    while autograd is off and every source is the same tensor, at the same address, unmodified
+    (``_version`` counts in-place writes): a ``load_state_dict``, ``.to(...)`` or in-place edit
+    of a source makes the next call recompute it, so the cache can never serve a stale weight.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._refs: tuple[weakref.ref[torch.Tensor], ...] = ()
+        self._value: torch.Tensor | None = None
+
+    def get(
+        self, sources: tuple[torch.Tensor, ...], make: Callable[[], torch.Tensor], tag: Any = None
+    ) -> torch.Tensor:
+        if torch.is_grad_enabled() or any(t.is_inference() for t in sources):
+            return make()
+        key = (tag, *((t.data_ptr(), t._version, t.dtype, t.device) for t in sources))
+        same = len(self._refs) == len(sources) and all(
+            r() is t for r, t in zip(self._refs, sources)
+        )
+        if self._value is None or not same or key != self._key:
+            self._value = make()
+            self._key, self._refs = key, tuple(weakref.ref(t) for t in sources)
+        return self._value
+
+
+def conv1d_time_major(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int
+) -> torch.Tensor:
+    """Conv1d of a time-major (batch, time, in) tensor as GEMMs; returns (batch, time', out).
+
+    ``weight`` is tap-major: (out, kernel * in), taps outermost. In a time-major tensor the
+    ``stride`` consecutive frames starting at output frame t's first tap lie next to each other
+    in memory, so each group of up to ``stride`` taps is one strided view, read by BLAS in place
+    (no im2col copy), and the convolution is ``ceil(kernel / stride)`` GEMMs. A kernel of
+    ``kernel * in <= 64`` values (the first layer, on the waveform) is one overlapping view
+    instead; the matmul copies it, which is cheap at that width.
+    """
+    b, t_in, c_in = x.shape
+    k = weight.shape[1] // c_in
+    t_out = (t_in - k) // stride + 1
+    x = x.contiguous()
+    row = (t_in * c_in, stride * c_in, 1)
+
+    def taps(j: int, n: int) -> torch.Tensor:
+        return x.as_strided((b, t_out, n * c_in), row, x.storage_offset() + j * c_in)
+
+    if k * c_in <= 64:
+        return F.linear(taps(0, k), weight, bias)
+    n0 = min(stride, k)
+    y = F.linear(taps(0, n0), weight[:, : n0 * c_in], bias)
+    for j in range(stride, k, stride):
+        n = min(stride, k - j)
+        y.add_(F.linear(taps(j, n), weight[:, j * c_in : (j + n) * c_in]))
+    return y
+
+
 class ConvLayer(nn.Module):
-    """One feature-encoder layer: Conv1d, LayerNorm over channels, exact GELU."""
+    """One feature-encoder layer: Conv1d, LayerNorm over channels, exact GELU.
+
+    Works time-major (batch, time, channels): the LayerNorm then runs over the contiguous last
+    dimension and no transposes are needed. ``fast=False`` runs the plain channels-first
+    ``conv1d`` with transposes around the LayerNorm, kept as the reference for benchmarks.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, bias: bool) -> None:
         super().__init__()
         self.conv = nn.Conv1d(in_ch, out_ch, kernel_size=kernel, stride=stride, bias=bias)
         self.layer_norm = nn.LayerNorm(out_ch, elementwise_affine=True)
+        self.fast = True
+        self._tap_major = DerivedTensor()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        x = self.layer_norm(x.transpose(-2, -1)).transpose(-2, -1)
-        return F.gelu(x)
+        w = self.conv.weight
+        if self.fast:
+            tap_major = self._tap_major.get(
+                (w,), lambda: w.permute(0, 2, 1).reshape(w.shape[0], -1).contiguous()
+            )
+            y = conv1d_time_major(x, tap_major, self.conv.bias, self.conv.stride[0])
+            return F.gelu(self.layer_norm(y))
+        y = self.conv(x.transpose(1, 2))
+        y = self.layer_norm(y.transpose(-2, -1))
+        return F.gelu(y)
 
 
 class FeatureExtractor(nn.Module):
@@ -153,10 +230,10 @@ class FeatureExtractor(nn.Module):
         )
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        x = input_values[:, None, :]
+        x = input_values[:, :, None]
         for layer in self.conv_layers:
             x = layer(x)
-        return x  # (batch, channels, frames)
+        return x  # (batch, frames, channels)
 
 
 class FeatureProjection(nn.Module):
@@ -198,6 +275,8 @@ class WeightNormConv1d(nn.Module):
         w.original0 = nn.Parameter(torch.empty(1, 1, kernel))
         w.original1 = nn.Parameter(torch.empty(channels, channels // groups, kernel))
         self.bias = nn.Parameter(torch.empty(channels))
+        self.cache = True
+        self._weight = DerivedTensor()
 
     def reset_parameters(self) -> None:
         """Random init for models built without weights (the demo model); g = ||v||."""
@@ -215,12 +294,20 @@ class WeightNormConv1d(nn.Module):
         return v * (g / torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight().to(x.dtype)
+        p = self.parametrizations.weight
+        if self.cache:
+            sources = (p.original0, p.original1)
+            w = self._weight.get(sources, lambda: self.weight().to(x.dtype), tag=x.dtype)
+        else:
+            w = self.weight().to(x.dtype)
         return F.conv1d(x, w, self.bias, padding=self.padding, groups=self.groups)
 
 
 class PositionalConvEmbedding(nn.Module):
-    """Weight-normed grouped Conv1d over time, last frame dropped (even kernel), GELU."""
+    """Weight-normed grouped Conv1d over time, last frame dropped (even kernel), GELU.
+
+    Takes and returns time-major (batch, frames, hidden) tensors.
+    """
 
     def __init__(self, cfg: ExHubertConfig) -> None:
         super().__init__()
@@ -237,7 +324,14 @@ class PositionalConvEmbedding(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention without mask; SDPA by default, eager math as the reference."""
+    """Multi-head self-attention without mask; SDPA by default, eager math as the reference.
+
+    After :meth:`fuse_qkv` the q, k and v projections are one GEMM of three times the width:
+    their weights become views into one (3 * hidden, hidden) tensor, so the state dict keeps
+    its names and no memory is added. Should anything later replace those weights (a ``.to``
+    that converts, a ``load_state_dict(assign=True)``), the views no longer match and the layer
+    goes back to three projections by itself; it never computes with stale weights.
+    """
 
     def __init__(self, cfg: ExHubertConfig) -> None:
         super().__init__()
@@ -250,16 +344,55 @@ class Attention(nn.Module):
         self.q_proj = nn.Linear(h, h)
         self.out_proj = nn.Linear(h, h)
         self.impl: AttentionImpl = "sdpa"
+        self.use_fused = True
+        self._qkv: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+    def fuse_qkv(self, enabled: bool = True) -> bool:
+        """Make q, k, v one projection (or three again); False where they are not plain Linear
+        layers (after int8 quantisation, for instance)."""
+        parts = (self.q_proj, self.k_proj, self.v_proj)
+        self._qkv = None
+        if not enabled or not all(type(m) is nn.Linear and m.bias is not None for m in parts):
+            return False
+        with torch.no_grad():
+            w = torch.cat([m.weight for m in parts])
+            b = torch.cat([m.bias for m in parts])
+        n = w.shape[0] // 3
+        for i, m in enumerate(parts):
+            m.weight.data = w[i * n : (i + 1) * n]
+            m.bias.data = b[i * n : (i + 1) * n]
+        self._qkv = (w, b)
+        return True
+
+    def _fused(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self._qkv is None or not self.use_fused or torch.is_grad_enabled():
+            return None
+        w, b = self._qkv
+        n = w.shape[0] // 3
+        for i, m in enumerate((self.q_proj, self.k_proj, self.v_proj)):
+            mw, mb = getattr(m, "weight", None), getattr(m, "bias", None)
+            if not (
+                isinstance(mw, torch.Tensor)
+                and isinstance(mb, torch.Tensor)
+                and mw.data_ptr() == w[i * n].data_ptr()
+                and mb.data_ptr() == b[i * n :].data_ptr()
+                and (mw.dtype, mw.device) == (w.dtype, w.device)
+            ):
+                self._qkv = None  # replaced weights: drop the stale copy, run unfused
+                return None
+        return w, b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h = x.shape
-        q = self._split(self.q_proj(x))
-        k = self._split(self.k_proj(x))
-        v = self._split(self.v_proj(x))
+        heads = (b, t, self.num_heads, self.head_dim)
+        fused = self._fused()
+        if fused is not None:
+            qkv = F.linear(x, *fused).view(b, t, 3, self.num_heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            q, k, v = (
+                p(x).view(heads).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj)
+            )
         if self.impl == "sdpa":
             o = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
@@ -268,14 +401,46 @@ class Attention(nn.Module):
         return self.out_proj(o.transpose(1, 2).reshape(b, t, h))
 
 
+CPU_GEMM_BLOCK = 1024
+"""Output columns per GEMM when a CPU multiplies few rows by a wide weight (see below)."""
+CPU_GEMM_BLOCK_MAX_ROWS = 1024
+"""From about this many rows (7 windows) on, one wide GEMM is as fast: no blocking."""
+
+
+def linear_blocked(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.linear`` that, on a CPU and for few rows, computes the output in column blocks.
+
+    MKL multiplies 149 rows (one window) by the 1024 x 4096 feed-forward weight about 12 %
+    slower than by four 1024 x 1024 slices of it, and 6 % slower at 596 rows; from ~2,000 rows
+    the two are equal (benchmarks/README.md). The slices are views of the weight and each
+    block is written straight into its columns of the output: nothing is copied.
+    """
+    n_out = weight.shape[0]
+    rows = x.numel() // x.shape[-1]
+    if x.device.type != "cpu" or n_out <= CPU_GEMM_BLOCK or rows >= CPU_GEMM_BLOCK_MAX_ROWS:
+        return F.linear(x, weight, bias)
+    x2 = x.reshape(rows, x.shape[-1])
+    out = torch.empty((rows, n_out), dtype=x.dtype, device=x.device)
+    for j in range(0, n_out, CPU_GEMM_BLOCK):
+        cols = slice(j, j + CPU_GEMM_BLOCK)
+        torch.addmm(bias[cols], x2, weight[cols].t(), out=out[:, cols])
+    return out.view(*x.shape[:-1], n_out)
+
+
 class FeedForward(nn.Module):
     def __init__(self, cfg: ExHubertConfig) -> None:
         super().__init__()
         self.intermediate_dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.output_dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.fast = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output_dense(F.gelu(self.intermediate_dense(x)))
+        dense = self.intermediate_dense
+        if self.fast and type(dense) is nn.Linear and not torch.is_grad_enabled():
+            h = linear_blocked(x, dense.weight, dense.bias)
+        else:
+            h = dense(x)
+        return self.output_dense(F.gelu(h))
 
 
 class EncoderLayer(nn.Module):
@@ -321,7 +486,7 @@ class HubertBackbone(nn.Module):
         self.encoder = Encoder(cfg)
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        feats = self.feature_extractor(input_values).transpose(1, 2)
+        feats = self.feature_extractor(input_values)
         return self.encoder(self.feature_projection(feats))
 
 
@@ -339,6 +504,29 @@ class ExHubert(nn.Module):
         """Choose SDPA (fused, default) or the eager reference math for every layer."""
         for layer in self.hubert.encoder.layers:
             layer.attention.impl = impl
+
+    def fuse_qkv(self, enabled: bool = True) -> bool:
+        """One q/k/v projection per layer (see :class:`Attention`); call after the last ``.to``.
+
+        Returns whether every layer could fuse.
+        """
+        return all([layer.attention.fuse_qkv(enabled) for layer in self.hubert.encoder.layers])
+
+    def set_fast_paths(self, enabled: bool) -> None:
+        """``False`` runs the plain reference math throughout, for benchmarks and checks:
+        eager attention, separate q/k/v, channels-first ``conv1d`` feature encoder and the
+        weight norm recomputed on every call, one GEMM per linear layer. ``True`` restores the
+        defaults (SDPA, time-major feature encoder, cached weights, column-blocked feed-forward
+        GEMM on a CPU, and the fused q/k/v projection where :meth:`fuse_qkv` made one).
+        Switching costs nothing: no weight is copied.
+        """
+        self.set_attention("sdpa" if enabled else "eager")
+        for layer in self.hubert.encoder.layers:
+            layer.attention.use_fused = enabled
+            layer.feed_forward.fast = enabled
+        for layer in self.hubert.feature_extractor.conv_layers:
+            layer.fast = enabled
+        self.hubert.encoder.pos_conv_embed.conv.cache = enabled
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         hidden = self.hubert(input_values)

@@ -78,6 +78,62 @@ def resolve_compute(compute: str) -> torch.device:
     return torch.device(compute)
 
 
+class ThreadPolicy:
+    """How many CPU threads the next forward pass gets, from how fast the last ones ran.
+
+    On a 2-core CPU two threads run a window 1.7x faster than one while the machine is
+    otherwise idle, but 2-3x slower than one while another process keeps a core busy: a window
+    runs about a thousand parallel regions, and each waits at its barrier for the thread the OS
+    has descheduled (measured in benchmarks/README.md). So: start with every core; after
+    ``patience`` windows in a row that ran ``slow_factor`` times slower per window than the
+    best seen at that thread count, give one core away; every ``probe_every`` windows with a
+    core given away, try one more thread again. Under lasting contention a probe costs one slow
+    window; on an idle machine the policy never leaves the full count. Forward passes shorter
+    than ``min_forward_s`` (the tiny demo model) are too short to judge and change nothing.
+    """
+
+    def __init__(
+        self,
+        max_threads: int,
+        *,
+        slow_factor: float = 1.5,
+        patience: int = 2,
+        probe_every: int = 16,
+        min_forward_s: float = 0.05,
+    ) -> None:
+        self.max_threads = max(1, max_threads)
+        self.threads = self.max_threads
+        self.slow_factor = slow_factor
+        self.patience = patience
+        self.probe_every = probe_every
+        self.min_forward_s = min_forward_s
+        self.best_s_per_window: dict[int, float] = {}
+        self.changes = 0
+        self._slow = 0
+        self._since_change = 0
+
+    def record(self, forward_s: float, windows: int) -> int:
+        """Account one forward pass run with ``self.threads``; returns the count for the next."""
+        if forward_s < self.min_forward_s or windows < 1:
+            return self.threads
+        n, t = self.threads, forward_s / windows
+        best = self.best_s_per_window.get(n)
+        self.best_s_per_window[n] = t if best is None else min(t, best)
+        self._since_change += 1
+        self._slow = self._slow + 1 if best is not None and t > self.slow_factor * best else 0
+        if n > 1 and (self._slow >= self.patience or (self._slow and self._since_change == 1)):
+            self._change(n - 1)  # a probe that ran slow goes back at once
+        elif n < self.max_threads and self._since_change >= self.probe_every:
+            self._change(n + 1)
+        return self.threads
+
+    def _change(self, threads: int) -> None:
+        self.threads = threads
+        self.changes += 1
+        self._slow = 0
+        self._since_change = 0
+
+
 class EmotionModel:
     """ExHuBERT ready to predict: preprocessing, device placement, batching and guards.
 
@@ -92,6 +148,11 @@ class EmotionModel:
         self.fp16_fallbacks = 0
         self._lock = threading.Lock()
         self.network = network.to(device=device, dtype=self.dtype)
+        self.threads: ThreadPolicy | None = None
+        """CPU only: adapts torch's thread count to contention; ``None`` keeps it fixed."""
+        if device.type == "cpu" and torch.get_num_threads() > 1:
+            self.threads = ThreadPolicy(torch.get_num_threads())
+        self.optimise()
 
     @property
     def demo(self) -> bool:
@@ -124,7 +185,13 @@ class EmotionModel:
             raise ValueError(f"expected (batch, {WINDOW_SAMPLES}) inputs, got {inputs.shape}")
         x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
         with self._lock, torch.inference_mode():
+            policy = self.threads if self.device.type == "cpu" else None
+            if policy is not None and torch.get_num_threads() != policy.threads:
+                torch.set_num_threads(policy.threads)
+            t0 = time.perf_counter()
             out = self._forward(x)
+            if policy is not None:
+                policy.record(time.perf_counter() - t0, len(inputs))
         return out.float().cpu().numpy().reshape(-1, NUM_CLASSES)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,6 +214,18 @@ class EmotionModel:
     def _move(self, device: torch.device, dtype: torch.dtype) -> None:
         self.network = self.network.to(device=device, dtype=dtype)
         self.device, self.dtype = device, dtype
+        self.optimise()
+
+    def optimise(self) -> None:
+        """Apply the speed settings for the current device and dtype; run after every move.
+
+        The fast paths (SDPA, time-major feature encoder, cached derived weights) are on. On a
+        GPU q/k/v become one projection per layer (one kernel instead of three); on a CPU that
+        measured no faster (benchmarks/README.md) and would copy 600 MB of weights at start,
+        so the CPU keeps three. int8-quantised layers are never fused.
+        """
+        self.network.set_fast_paths(True)
+        self.network.fuse_qkv(self.device.type != "cpu")
 
     def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
         """Run the fixed input shape once per batch size so the first real window is not slow."""
@@ -157,8 +236,13 @@ class EmotionModel:
         return time.perf_counter() - t0
 
 
-def quantize_int8(network: ExHubert) -> ExHubert:
-    """Dynamic int8 quantisation of every Linear layer (weights int8, activations per batch)."""
+def quantize_int8(network: ExHubert, inplace: bool = False) -> ExHubert:
+    """Dynamic int8 quantisation of every Linear layer (weights int8, activations per batch).
+
+    ``inplace=True`` converts ``network`` itself instead of a deep copy of it, which spares a
+    transient second fp32 copy (2.7 GB for the published model) when the original is not
+    needed afterwards.
+    """
     import warnings
 
     from torch import nn
@@ -169,7 +253,7 @@ def quantize_int8(network: ExHubert) -> ExHubert:
         warnings.simplefilter("ignore", UserWarning)
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(network, {nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(network, {nn.Linear}, dtype=torch.qint8, inplace=inplace)
 
 
 def load_model(
@@ -193,7 +277,7 @@ def load_model(
     network, info = load_network(model, revision, verify=verify, expected_sha256=expected_sha256)
     t0 = time.perf_counter()
     if quantize == "int8":
-        network = quantize_int8(network)
+        network = quantize_int8(network, inplace=True)
         info = replace(info, name=f"{info.name} (int8)")
     em = EmotionModel(network, info, device)
     em.info = replace(info, load_s=(info.load_s or 0.0) + time.perf_counter() - t0)
