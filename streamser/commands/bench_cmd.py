@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+DISTURBED_CORES = 0.2
+"""Other processes' load (in cores) from which the report warns that timings are disturbed."""
+
 
 def _sizes(text: str) -> tuple[int, ...]:
     try:
@@ -155,6 +158,13 @@ def _table(r: dict[str, Any]) -> list[str]:
         "  others = CPU cores kept busy by other processes meanwhile (0 = undisturbed); "
         "p95 of few repeats is near their maximum"
     )
+    busiest = max((t["other_load_cores"] or 0.0 for t in r["timings"]), default=0.0)
+    if busiest >= DISTURBED_CORES:
+        lines.append(
+            f"  WARNING: other processes kept up to {busiest:.1f} cores busy during these "
+            "timings; with every core in use by the model that can slow it several-fold. "
+            "Rerun on an idle machine for figures to compare."
+        )
     return lines
 
 
