@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from streamser.assets import speech_clip
-from streamser.config import AudioConfig, ConfigError, ListenConfig, ModelConfig
+from streamser.config import AudioConfig, ConfigError, ModelConfig
 from streamser.constants import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION
 
 log = logging.getLogger("streamser")
@@ -57,6 +57,3 @@ def demo(args: argparse.Namespace) -> int:
     if args.headless:
         return run_headless(pipeline)
     return run_dashboard(pipeline, title="streamser demo")
-
-
-__all__ = ["ListenConfig", "demo"]
