@@ -4,7 +4,8 @@ Policy: ``compute="auto"`` picks CUDA, then Apple MPS, then CPU. CUDA and MPS ru
 normalises the hidden state after the 48 gate layers, so fp16 can overflow: every fp16 output is
 checked, and on NaN/inf the network is converted to fp32 for good and the window recomputed (a
 warning says so once). An MPS failure falls back to the CPU with a warning. The CPU runs fp32
-(bf16 is far slower on CPUs without bf16 units).
+(bf16 is far slower on CPUs without bf16 units), with a thread count that adapts to load from
+other processes (:class:`ThreadPolicy`).
 """
 
 from __future__ import annotations

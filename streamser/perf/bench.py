@@ -49,6 +49,8 @@ PEAK_GPU_N = 8192
 PEAK_WARMUPS = 3
 PEAK_TRIALS = 10
 SEED = 0
+MIN_LOAD_WINDOW_S = 0.5
+"""Shorter stages get no load figure: /proc/stat counts in 10 ms ticks."""
 FIXTURE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "tiny-parametrized"
 """The tiny reference checkpoint, present in a source checkout (not in an installed wheel)."""
 FIXTURE_CASE = "full_3s"
@@ -367,7 +369,9 @@ def time_paths(
             achieved_gflop_per_s=achieved,
             fraction_of_peak=achieved / rig.peak_gflops,
             peak_memory_bytes=peaks[name],
-            other_load_cores=None if busy is None else busy / sum(ts),
+            other_load_cores=None
+            if busy is None or sum(ts) < MIN_LOAD_WINDOW_S
+            else busy / sum(ts),
             forward_s=tuple(ts),
         )
         result[name] = (timing, outs[name])
