@@ -6,11 +6,9 @@ can follow the path (``--batch-sizes``, ``--repeats``, ``--compute``, ``--thread
 2-core CPU the default run (batches 1, 4, 16, five repeats each, the eager baseline at 1 and 4)
 takes about six minutes.
 
-``--onnxruntime`` adds a comparison with onnxruntime's CPU backend on the same weights (needs
-``pip install onnxruntime onnx``; neither is a dependency of streamser): the network is exported
-to ONNX (fp32, opset 17, weights as external data), then both engines run the same inputs,
-alternating, so that load from other processes disturbs both alike. The figures go under the
-``onnxruntime`` key of the JSON.
+``--backend onnxruntime`` (a bench option) adds the optional onnxruntime backend on the same
+weights: export time and memory, its timings alternated run by run with torch, its logit
+difference; the figures go under the ``onnxruntime`` key of the JSON.
 
 ``--contention`` measures what another busy process does to a window's time: a child process
 spins on one core while the model runs with every thread, with one thread less, and with the
@@ -24,109 +22,17 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from streamser.commands.bench_cmd import main as bench_main
 from streamser.model.demo import random_network
-from streamser.model.exhubert import ExHubert, ExHubertConfig
-from streamser.perf.bench import LoadMeter, make_inputs, peak_memory_bytes, physical_cores
-
-
-def export_onnx(network: ExHubert, path: Path) -> float:
-    """Export with the plain math (strided views are not exportable); returns seconds."""
-    network.set_fast_paths(False)
-    network.set_attention("sdpa")
-    t0 = time.perf_counter()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            network,
-            (torch.zeros(1, 48_000),),
-            str(path),
-            input_names=["input_values"],
-            output_names=["logits"],
-            dynamic_axes={"input_values": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-            external_data=True,
-        )
-    return time.perf_counter() - t0
-
-
-def _alternate(
-    engines: dict[str, Callable[[np.ndarray], np.ndarray]], x: np.ndarray, repeats: int
-) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    outs = {name: run(x) for name, run in engines.items()}  # warm-up
-    for _ in range(repeats):
-        for name, run in engines.items():
-            t0 = time.perf_counter()
-            outs[name] = run(x)
-            times[name].append(time.perf_counter() - t0)
-    return times, outs
-
-
-def onnxruntime_comparison(batch_sizes: Sequence[int], repeats: int) -> dict[str, Any]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return {"error": "onnxruntime is not installed (pip install onnxruntime onnx)"}
-    threads = physical_cores()
-    torch.set_num_threads(threads)
-    network = random_network(ExHubertConfig(), seed=0)
-    with tempfile.TemporaryDirectory(prefix="streamser-onnx-") as tmp:
-        path = Path(tmp) / "exhubert.onnx"
-        export_s = export_onnx(network, path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        t0 = time.perf_counter()
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        session_s = time.perf_counter() - t0
-    network.set_fast_paths(True)  # as the runtime runs it on a CPU (q/k/v not fused)
-
-    def torch_run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return network(torch.from_numpy(x)).numpy()
-
-    def ort_run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {"input_values": x})[0]
-
-    rows = []
-    for b in batch_sizes:
-        print(f"onnxruntime vs torch: batch {b} x {repeats}", file=sys.stderr)
-        meter = LoadMeter()
-        times, outs = _alternate(
-            {"torch": torch_run, "onnxruntime": ort_run}, make_inputs(b), repeats
-        )
-        med = {k: statistics.median(v) / b for k, v in times.items()}
-        rows.append(
-            {
-                "batch": b,
-                "s_per_window": med,
-                "forward_s": times,
-                "onnxruntime_speedup": med["torch"] / med["onnxruntime"],
-                "max_abs_logit_diff": float(np.abs(outs["torch"] - outs["onnxruntime"]).max()),
-                "other_load_cores": meter.others_cores(),
-            }
-        )
-    return {
-        "onnxruntime": ort.__version__,
-        "threads": threads,
-        "export_s": export_s,
-        "session_s": session_s,
-        "peak_rss_bytes_process": peak_memory_bytes(torch.device("cpu")),
-        "rows": rows,
-    }
-
+from streamser.model.exhubert import ExHubertConfig
+from streamser.perf.bench import make_inputs, physical_cores
 
 SPIN = "import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end:\n    pass\n"
 
@@ -186,9 +92,6 @@ def contention_comparison(windows: int) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", help="where to write the JSON")
-    p.add_argument("--onnxruntime", action="store_true", help="also compare with onnxruntime")
-    p.add_argument("--ort-batch-sizes", default="1,4", help="batches for that comparison")
-    p.add_argument("--ort-repeats", type=int, default=5)
     p.add_argument(
         "--contention", action="store_true", help="also time windows beside a spinning process"
     )
@@ -207,21 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.contention:
         report["contention"] = contention_comparison(args.contention_windows)
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if not args.onnxruntime:
-        return 0
-    sizes = [int(s) for s in args.ort_batch_sizes.split(",")]
-    comparison = onnxruntime_comparison(sizes, args.ort_repeats)
-    report["onnxruntime"] = comparison
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    for row in comparison.get("rows", []):
-        s = row["s_per_window"]
-        print(
-            f"batch {row['batch']}: torch {s['torch']:.3f} s/window, onnxruntime "
-            f"{s['onnxruntime']:.3f} s/window ({row['onnxruntime_speedup']:.2f}x), "
-            f"max |logit diff| {row['max_abs_logit_diff']:.1e}"
-        )
-    if "error" in comparison:
-        print(comparison["error"], file=sys.stderr)
     return 0
 
 

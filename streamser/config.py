@@ -39,6 +39,8 @@ class ModelConfig:
     """Check the weights' sha256 once, on first load."""
     quantize: str | None = None
     """None or ``int8`` (dynamic int8 quantisation of the linear layers on the CPU)."""
+    backend: str = "torch"
+    """torch | onnxruntime (CPU, fp32; needs the ``onnx`` extra)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,10 @@ class ListenConfig:
             raise ConfigError("--fast needs --input FILE (a microphone runs in real time)")
         if self.model.quantize not in (None, "int8"):
             raise ConfigError(f"--quantize {self.model.quantize!r}: the only choice is int8")
+        if self.model.backend not in ("torch", "onnxruntime"):
+            raise ConfigError(f"--backend {self.model.backend!r}: choose torch or onnxruntime")
+        if self.model.backend == "onnxruntime" and self.model.quantize is not None:
+            raise ConfigError("--backend onnxruntime runs fp32 only: drop --quantize int8")
         return self
 
 
@@ -131,6 +137,7 @@ FILE_KEYS: dict[str, tuple[str, str, type]] = {
     "revision": ("model", "revision", str),
     "compute": ("model", "compute", str),
     "quantize": ("model", "quantize", str),
+    "backend": ("model", "backend", str),
     "hop": ("windows", "hop_s", float),
     "smooth_s": ("windows", "smooth_s", float),
     "vad": ("windows", "vad", bool),

@@ -102,6 +102,8 @@ def test_quick_bench_writes_well_formed_json(tmp_path: Path) -> None:
             "cpu",
             "--quantize",
             "int8",
+            "--backend",
+            "onnxruntime",
             "--json",
             str(out),
         ],
@@ -124,7 +126,12 @@ def test_quick_bench_writes_well_formed_json(tmp_path: Path) -> None:
     assert load["peak_memory_bytes"] > 0
 
     paths = {t["path"] for t in report["timings"]}
-    assert {"optimised cpu/float32", "eager fp32 baseline", "int8 dynamic"} <= paths
+    assert {
+        "optimised cpu/float32",
+        "eager fp32 baseline",
+        "int8 dynamic",
+        "onnxruntime fp32",
+    } <= paths
     for t in report["timings"]:
         assert t["batch"] in (1, 2) and t["repeats"] == 2 and len(t["forward_s"]) == 2
         for key in ("forward_median_s", "forward_p95_s", "s_per_window", "windows_per_s"):
@@ -142,7 +149,15 @@ def test_quick_bench_writes_well_formed_json(tmp_path: Path) -> None:
     assert [row["batch"] for row in int8["random_model"]] == [1, 2]
     fixture = int8["fixture"]
     assert fixture["max_abs_logit_diff_fp32_vs_reference"] < 1e-4
-    assert 0 < fixture["max_abs_prob_diff_vs_fp32"] < 0.1
+    assert 0 < fixture["max_abs_prob_diff_vs_fp32"] < 0.02
+
+    onnx = report["onnxruntime"]
+    assert onnx["export_s"] > 0 and onnx["session_s"] > 0 and onnx["threads"] >= 1
+    assert [row["batch"] for row in onnx["rows"]] == [1, 2]
+    for row in onnx["rows"]:
+        assert row["max_abs_logit_diff_vs_torch"] < 1e-4
+        assert row["speedup_vs_torch_alternated"] > 0
+    assert "onnxruntime vs torch, batch 1" in r.stdout
     assert report["reference_cpu"]["s_per_window"] == {"1": 2.50, "4": 1.86}
 
 

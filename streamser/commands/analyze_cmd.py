@@ -170,6 +170,7 @@ def analyze(args: argparse.Namespace) -> int:
             compute=args.compute,
             verify=args.verify,
             quantize=args.quantize,
+            backend=args.backend or "torch",
         )
     )
     analysed = total_windows = 0

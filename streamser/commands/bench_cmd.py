@@ -52,6 +52,12 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
         "--quantize", choices=("int8",), help="also time int8 dynamic quantisation (CPU)"
     )
     p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="onnxruntime: also time the optional onnxruntime backend (CPU, fp32)",
+    )
+    p.add_argument(
         "--threads", type=int, metavar="N", help="torch CPU threads (default: physical cores)"
     )
     p.add_argument(
@@ -86,6 +92,7 @@ def bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         model=args.model,
         cuda_graphs=not args.no_cuda_graphs,
+        onnxruntime=args.backend == "onnxruntime",
     )
     report = run_bench(opts, say=lambda m: print(f"streamser bench: {m}", file=sys.stderr))
     print(format_report(report))
@@ -184,6 +191,21 @@ def _extras(r: dict[str, Any]) -> list[str]:
                 f"{row['max_abs_logit_diff_vs_fp32']:.2e}"
             )
         lines.extend(_fixture_line("int8", r["int8"]["fixture"]))
+    if r.get("onnxruntime"):
+        o = r["onnxruntime"]
+        lines.append(
+            f"onnxruntime {o['onnxruntime']} ({o['threads']} threads): export "
+            f"{o['export_s']:.1f} s (peak {_gb(o['export_peak_memory_bytes'])}), "
+            f"session {o['session_s']:.1f} s"
+        )
+        for row in o["rows"]:
+            ratio = row.get("speedup_vs_torch_alternated")
+            lines.append(
+                f"onnxruntime vs torch, batch {row['batch']}: "
+                + (f"{ratio:.2f}x (alternated run by run); " if ratio else "")
+                + f"max |logit diff| {row['max_abs_logit_diff_vs_torch']:.2e}, "
+                f"max |prob diff| {row['max_abs_prob_diff_vs_torch']:.2e}"
+            )
     if r["gpu"]:
         for g in r["gpu"]["cuda_graphs"]:
             lines.append(

@@ -44,6 +44,7 @@ def build_listen_config(args: argparse.Namespace) -> ListenConfig:
         compute=pick("compute", m.compute),
         verify=m.verify and getattr(args, "verify", True),
         quantize=pick("quantize", m.quantize),
+        backend=pick("backend", m.backend),
     )
     a = replace(
         a,
@@ -96,6 +97,7 @@ def load_for(model_cfg: ModelConfig) -> Any:
         revision=model_cfg.revision,
         verify=model_cfg.verify,
         quantize=model_cfg.quantize,
+        backend=model_cfg.backend,
     )
     if model.info.kind == "hub" or model.info.size_bytes == PUBLISHED_WEIGHTS_BYTES:
         log.info("ExHuBERT weights: CC BY-NC-SA 4.0, research use only")

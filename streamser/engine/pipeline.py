@@ -265,7 +265,11 @@ class Pipeline:
                 "n_params": info.n_params,
                 **({"note": DEMO_BANNER} if info.demo else {}),
             },
-            "compute": {"device": self.model.device.type, "dtype": self.model.dtype_name},
+            "compute": {
+                "device": self.model.device.type,
+                "dtype": self.model.dtype_name,
+                "backend": self.model.backend,
+            },
             "audio": {
                 "source": self.source.description,
                 "kind": type(self.source).__name__,

@@ -25,6 +25,7 @@ from streamser.model.affect import CLASS_NAMES, arousal_of, softmax, valence_of
 from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert
 from streamser.model.loading import ModelInfo, load_network
+from streamser.model.onnx_backend import BACKENDS, OnnxForward
 from streamser.model.preprocess import preprocess
 
 log = logging.getLogger("streamser")
@@ -153,7 +154,29 @@ class EmotionModel:
         """CPU only: adapts torch's thread count to contention; ``None`` keeps it fixed."""
         if device.type == "cpu" and torch.get_num_threads() > 1:
             self.threads = ThreadPolicy(torch.get_num_threads())
+        self.onnx: OnnxForward | None = None
+        """Set by :meth:`use_onnxruntime`: forward passes then run in onnxruntime."""
         self.optimise()
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.onnx is None else "onnxruntime"
+
+    def use_onnxruntime(self) -> None:
+        """Run forward passes in onnxruntime from now on (CPU, fp32; see onnx_backend.py).
+
+        The torch network stays (memory-mapped from the weights file when loaded from disk,
+        so it costs little) for the parts that need it: ``network.config``, the bench.
+        """
+        from streamser.model.onnx_backend import open_onnx
+
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            raise ModelError("--backend onnxruntime runs on the CPU: add --compute cpu")
+        if any(type(m).__module__.startswith("torch.ao") for m in self.network.modules()):
+            raise ModelError("--backend onnxruntime runs fp32 only: drop --quantize int8")
+        with self._lock:
+            self.onnx = open_onnx(self.network, self.info.weights_path, torch.get_num_threads())
+            self.threads = None
 
     @property
     def demo(self) -> bool:
@@ -164,7 +187,8 @@ class EmotionModel:
         return str(self.dtype).removeprefix("torch.")
 
     def describe(self) -> str:
-        return f"{self.device.type}/{self.dtype_name}"
+        suffix = "" if self.onnx is None else "/onnxruntime"
+        return f"{self.device.type}/{self.dtype_name}{suffix}"
 
     # -- prediction ---------------------------------------------------------------------
 
@@ -184,6 +208,9 @@ class EmotionModel:
         """Preprocessed (batch, 48000) float32 inputs -> (batch, 6) float32 logits."""
         if inputs.ndim != 2 or inputs.shape[1] != WINDOW_SAMPLES:
             raise ValueError(f"expected (batch, {WINDOW_SAMPLES}) inputs, got {inputs.shape}")
+        if self.onnx is not None:
+            with self._lock:
+                return self.onnx(inputs)
         x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
         with self._lock, torch.inference_mode():
             policy = self.threads if self.device.type == "cpu" else None
@@ -292,22 +319,36 @@ def load_model(
     verify: bool = True,
     expected_sha256: str | None = None,
     quantize: str | None = None,
+    backend: str = "torch",
 ) -> EmotionModel:
     """Load ExHuBERT (hub id, local directory or ``"demo"``) onto the chosen compute device.
 
     ``quantize="int8"`` applies dynamic int8 quantisation to the linear layers (CPU only).
+    ``backend="onnxruntime"`` runs the network in onnxruntime (CPU, fp32; exported once).
     """
     device = resolve_compute(compute)
     if quantize not in (None, "int8"):
         raise ModelError(f"--quantize {quantize!r}: the only choice is int8")
     if quantize == "int8" and device.type != "cpu":
         raise ModelError("--quantize int8 runs on the CPU: add --compute cpu")
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown --backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise ModelError("--backend onnxruntime runs on the CPU: add --compute cpu")
+        if quantize is not None:
+            raise ModelError("--backend onnxruntime runs fp32 only: drop --quantize int8")
+        from streamser.model.onnx_backend import import_onnxruntime
+
+        import_onnxruntime()  # before loading 2.7 GB of weights
     network, info = load_network(model, revision, verify=verify, expected_sha256=expected_sha256)
     t0 = time.perf_counter()
     if quantize == "int8":
         network = quantize_int8(network, inplace=True)
         info = replace(info, name=f"{info.name} (int8)")
     em = EmotionModel(network, info, device)
+    if backend == "onnxruntime":
+        em.use_onnxruntime()
     em.info = replace(info, load_s=(info.load_s or 0.0) + time.perf_counter() - t0)
     if info.demo:
         log.warning("%s", "demo model: random weights, output is meaningless")

@@ -10,6 +10,8 @@ What it measures, for the full-size architecture with seeded random weights (or 
   weight norm recomputed: ``ExHubert.set_fast_paths(False)``) as a baseline in the same run,
   as a speed ratio and the largest logit difference from the optimised path;
 * optionally int8 dynamic quantisation, its speed and its deviation from fp32;
+* optionally the onnxruntime backend (CPU, fp32): export time and memory, its speed,
+  alternated run by run with torch at the baseline's batch sizes, and its logit difference;
 * on a GPU, fp16 with SDPA, a CUDA-graph replay of the fixed input shape, and fp16 against
   fp32 on the bundled fixture.
 
@@ -26,6 +28,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -92,6 +95,8 @@ class BenchOptions:
     model: str | None = None
     """Weights to load (hub id or directory); ``None``: seeded random weights."""
     cuda_graphs: bool = True
+    onnxruntime: bool = False
+    """Also time the optional onnxruntime backend (CPU, fp32)."""
 
     def resolved_batch_sizes(self, device: torch.device) -> tuple[int, ...]:
         if self.batch_sizes:
@@ -545,6 +550,62 @@ def int8_stage(
     return timings, {"random_model": rows, "fixture": fixture_deviation("cpu", "int8")}
 
 
+def onnxruntime_stage(
+    em: EmotionModel,
+    opts: BenchOptions,
+    sizes: Sequence[int],
+    rig: Rig,
+    fp32_logits: dict[int, np.ndarray],
+    say: Callable[[str], None],
+) -> tuple[list[Timing], dict[str, Any]]:
+    """The onnxruntime backend on the same weights: export (as a user's first start does,
+    without a cache for random weights), session, then timings at every batch size,
+    alternating run by run with the torch path where the eager baseline runs too."""
+    from streamser.model.onnx_backend import OnnxForward, export_onnx, import_onnxruntime
+
+    import_onnxruntime()
+    say("onnxruntime: exporting the network to ONNX")
+    reset_peak_memory(rig.device)
+    with tempfile.TemporaryDirectory(prefix="streamser-bench-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_s = export_onnx(em.network, path)
+        export_peak = peak_memory_bytes(rig.device)
+        t0 = time.perf_counter()
+        onnx = OnnxForward(path, torch.get_num_threads())
+        session_s = time.perf_counter() - t0
+    gc.collect()
+    name, torch_name = "onnxruntime fp32", f"optimised {em.describe()}"
+    alternate = set(opts.resolved_baseline_batch_sizes(rig.device) or sizes[:1])
+    timings, rows = [], []
+    for b in sizes:
+        paths: dict[str, Forward] = {name: onnx}
+        if b in alternate:
+            paths[torch_name] = em.logits
+        say(f"{' and '.join(paths)}: batch {b} x {rig.repeats}")
+        measured = time_paths(paths, b, rig)
+        timing, logits = measured[name]
+        timings.append(timing)
+        row: dict[str, Any] = {
+            "batch": b,
+            "max_abs_logit_diff_vs_torch": _max_abs(logits, fp32_logits[b]),
+            "max_abs_prob_diff_vs_torch": _prob_diff(logits, fp32_logits[b]),
+        }
+        if torch_name in measured:
+            row["speedup_vs_torch_alternated"] = (
+                measured[torch_name][0].s_per_window / timing.s_per_window
+            )
+        rows.append(row)
+    report = {
+        "onnxruntime": onnx.version,
+        "threads": onnx.threads,
+        "export_s": export_s,
+        "export_peak_memory_bytes": export_peak,
+        "session_s": session_s,
+        "rows": rows,
+    }
+    return timings, report
+
+
 def run_bench(opts: BenchOptions, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Run every stage and return a JSON-ready report (see ``streamser bench --json``)."""
     device = resolve_compute(opts.compute)
@@ -552,6 +613,12 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = lambda _: None) -
         raise ModelError(f"--quantize {opts.quantize!r}: the only choice is int8")
     if opts.quantize == "int8" and device.type != "cpu":
         raise ModelError("--quantize int8 runs on the CPU: add --compute cpu")
+    if opts.onnxruntime:
+        from streamser.model.onnx_backend import import_onnxruntime
+
+        if device.type != "cpu":
+            raise ModelError("--backend onnxruntime runs on the CPU: add --compute cpu")
+        import_onnxruntime()
     torch.set_num_threads(opts.threads or physical_cores())
     sizes, repeats = opts.resolved_batch_sizes(device), opts.resolved_repeats()
     say(f"device {device.type}, {torch.get_num_threads()} threads; measuring the peak")
@@ -569,6 +636,10 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = lambda _: None) -
     if device.type == "cuda":
         graph_rows, gpu = gpu_stages(em, sizes, rig, optimised, opts.cuda_graphs, say)
         timings.extend(graph_rows)
+    onnx: dict[str, Any] | None = None
+    if opts.onnxruntime:
+        onnx_rows, onnx = onnxruntime_stage(em, opts, sizes, rig, optimised, say)
+        timings.extend(onnx_rows)
     int8: dict[str, Any] | None = None
     if opts.quantize == "int8":
         network = em.network
@@ -593,6 +664,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = lambda _: None) -
         "baseline_comparison": comparison,
         "reference_cpu": REFERENCE_CPU,
         "int8": int8,
+        "onnxruntime": onnx,
         "gpu": gpu,
         "peak_memory_resettable": reset_peak_memory(device),
     }
