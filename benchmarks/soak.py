@@ -17,10 +17,19 @@ Two runs, each printing its figures (and writing them as JSON with ``--json FILE
     (default 1.5 s against a 1 s hop). Reported: latency p50/p95/max in the first and the last
     minute and overall, and estimates + skipped windows against the windows due.
 
+``live``
+    What a user runs: ``streamser listen --input LOOP --headless --record`` in real time, in a
+    child process, with any model: ``demo``, ``full-size`` (the published architecture with
+    random weights, written once into the work folder and loaded through the user's loader)
+    or a path; more listen options (``--backend onnxruntime``, ``--hop 3``) follow ``--``.
+    Reported: latency and compute time p50/p95/max (first minute, last minute, overall),
+    estimates + skipped against the windows due, the child's memory.
+
 Usage::
 
     python benchmarks/soak.py fast [--minutes 60] [--json out.json]
     python benchmarks/soak.py realtime [--minutes 10] [--compute-s 1.5] [--hop 1.0]
+    python benchmarks/soak.py live [--minutes 10] [--model demo|full-size|PATH] [-- OPTIONS]
 
 Figures are never asserted here; ``tests/test_soak.py`` asserts a short version.
 ``benchmarks/soak.md`` records a run on the development machine.
@@ -167,6 +176,8 @@ class ChildWatch:
         self.first_line_at: float | None = None
         self.skipped_max = 0
         self.dropped_max = 0
+        self.rows: list[tuple[float, float, float]] = []
+        """(t_end_s, latency_s, compute_s) of every estimate."""
         self.samples: list[tuple[float, int, int]] = []
         """(seconds since start, estimates so far, VmRSS KiB)."""
         self.hwm_kib = 0
@@ -184,6 +195,7 @@ class ChildWatch:
             self.lines += 1
             if self.first_line_at is None:
                 self.first_line_at = time.monotonic() - self.t0
+            self.rows.append((row["t_end_s"], row["latency_s"], row["compute_s"]))
             self.skipped_max = max(self.skipped_max, row["skipped_windows"])
             self.dropped_max = max(self.dropped_max, row["dropped_samples"])
         self.done.set()
@@ -362,6 +374,90 @@ def run_realtime(minutes: float, compute_s: float, hop_s: float, work: Path) -> 
     }
 
 
+# ------------------------------------------------------------------------------ live
+
+
+SAVE_FULL_SIZE = """
+import shutil, sys, torch
+from streamser.model.demo import random_network
+from streamser.model.exhubert import ExHubertConfig
+net = random_network(ExHubertConfig(), seed=1)
+torch.save(net.state_dict(), sys.argv[1] + "/pytorch_model.bin")
+shutil.copy(sys.argv[2], sys.argv[1] + "/config.json")
+"""
+
+
+def run_live(minutes: float, model: str, extra: list[str], work: Path) -> dict[str, Any]:
+    """``streamser listen`` as a user runs it on a file in real time, in a child process."""
+    if model == "full-size":
+        model_dir = work / "full-size"
+        if not (model_dir / "pytorch_model.bin").is_file():
+            model_dir.mkdir(parents=True, exist_ok=True)
+            config = ROOT_DIR / "tests" / "data" / "published_config.json"
+            subprocess.run(
+                [sys.executable, "-c", SAVE_FULL_SIZE, str(model_dir), str(config)], check=True
+            )
+        model, extra = str(model_dir), ["--no-verify", *extra]
+    loop = make_loop(work / "loop.wav", minutes)
+    info = sf.info(str(loop))
+    due = windows_due(info.frames, info.samplerate)
+    log_dir = work / "sessions"
+    env = {
+        **os.environ,
+        "STREAMSER_CONFIG": str(work / "no-config.toml"),
+        "STREAMSER_CACHE_DIR": str(work / "cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        sys.executable, "-m", "streamser", "listen", "--input", str(loop), "--headless",
+        "--model", model, "--record", "--log-dir", str(log_dir), *extra,
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT_DIR
+    )
+    watch = ChildWatch(proc, due)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    proc.wait()
+    watch.join()
+    wall_s = time.monotonic() - t0
+    sessions = sorted(log_dir.iterdir()) if log_dir.is_dir() else []
+    meta = json.loads((sessions[-1] / "meta.json").read_text()) if sessions else {}
+    counters = meta.get("counters", {})
+    end_s = info.frames / info.samplerate
+    lat = [r[1] for r in watch.rows]
+    compute = [r[2] for r in watch.rows]
+    rss_mib = [s[2] / 1024 for s in watch.samples if s[1] > 0]
+    return {
+        "run": "live",
+        "command": " ".join(["streamser", *command[3:]]),
+        "audio_minutes": end_s / 60,
+        "exit_code": proc.returncode,
+        "wall_s": wall_s,
+        "first_estimate_s": watch.first_line_at,
+        "estimates": len(watch.rows),
+        "skipped_windows": counters.get("skipped_windows"),
+        "windows_due_formula": due,
+        "windows_due_counter": counters.get("windows_due"),
+        "dropped_samples": counters.get("dropped_samples"),
+        "compute_s": percentiles(compute),
+        "latency_s": {
+            "first_minute": percentiles([r[1] for r in watch.rows if r[0] <= 60.0]),
+            "last_minute": percentiles([r[1] for r in watch.rows if r[0] > end_s - 60.0]),
+            "overall": percentiles(lat),
+        },
+        "rss_mib": {
+            "at_first_estimate": rss_mib[0] if rss_mib else None,
+            "end": rss_mib[-1] if rss_mib else None,
+            "peak_vmhwm": watch.hwm_kib / 1024,
+        },
+        "compute_info": meta.get("compute"),
+        "session_closed": meta.get("closed"),
+        "stderr_tail": stderr.strip().splitlines()[-2:] if stderr else [],
+    }
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -374,7 +470,15 @@ def main(argv: list[str] | None = None) -> int:
     rt.add_argument("--minutes", type=float, default=10.0)
     rt.add_argument("--compute-s", type=float, default=1.5)
     rt.add_argument("--hop", type=float, default=1.0)
-    for p in (fast, rt):
+    live = sub.add_parser(
+        "live", help="streamser listen on a file in real time, any model: latency"
+    )
+    live.add_argument("--minutes", type=float, default=10.0)
+    live.add_argument(
+        "--model", default="demo", help="demo, full-size (random weights, written once), a path"
+    )
+    live.add_argument("listen_args", nargs=argparse.REMAINDER, help="more listen options")
+    for p in (fast, rt, live):
         p.add_argument("--json", type=Path, help="also write the figures to this file")
         p.add_argument("--work-dir", type=Path, help="keep the files here (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -384,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         about = machine()
         if args.run == "fast":
             result = run_fast(args.minutes, work)
+        elif args.run == "live":
+            extra = [a for a in args.listen_args if a != "--"]
+            result = run_live(args.minutes, args.model, extra, work)
         else:
             result = run_realtime(args.minutes, args.compute_s, args.hop, work)
     result["machine"] = about
