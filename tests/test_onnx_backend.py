@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -150,3 +152,36 @@ def test_listen_with_onnxruntime_logs_the_same_estimates_as_torch(tmp_path: Path
     assert len(torch_rows) == len(ort_rows) > 10
     probs = np.array([[row["probs"] for row in rows] for rows in (torch_rows, ort_rows)])
     np.testing.assert_allclose(probs[0], probs[1], atol=1e-5, rtol=0)
+
+
+def test_old_and_abandoned_exports_are_removed_when_exporting(cache: Path) -> None:
+    model = load_model(str(FIXTURE), compute="cpu")
+    weights = str(FIXTURE / "pytorch_model.bin")
+    target = cache_dir_for(weights, model.network)
+    assert target is not None
+    dead = _dead_pid()
+    leftovers = {
+        "older version": target.with_name("onnx-0123456789abcdef"),
+        "died mid-export": target.with_name(f"{target.name}.partial-{dead}"),
+    }
+    for d in leftovers.values():
+        d.mkdir(parents=True)
+        (d / EXPORT_FILE).write_bytes(b"x" * 100)
+    running_pid = _live_other_pid()
+    running = target.with_name(f"{target.name}.partial-{running_pid}")
+    running.mkdir()
+    load_model(str(FIXTURE), compute="cpu", backend="onnxruntime")
+    assert (target / EXPORT_FILE).is_file()
+    for why, d in leftovers.items():
+        assert not d.exists(), why
+    assert running.is_dir()  # another live process may still be writing it
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _live_other_pid() -> int:
+    return os.getppid()

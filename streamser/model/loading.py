@@ -327,7 +327,7 @@ def _load_safetensors_source(
 
 def _cached_verdict(source: WeightSource, verify: bool) -> tuple[str | None, str]:
     """Hash once per source file, remembering the verdict in streamser's cache."""
-    record_dir = _record_dir(source.weights_path)
+    record_dir = weights_cache_dir(source.weights_path)
     record = _read_record(record_dir / "source.json") if record_dir else None
     if record and record.get("expected_sha256") == source.expected_sha256:
         sha = record.get("sha256")
@@ -342,7 +342,9 @@ def _cached_verdict(source: WeightSource, verify: bool) -> tuple[str | None, str
     return sha, status
 
 
-def _record_dir(weights: Path) -> Path | None:
+def weights_cache_dir(weights: Path) -> Path | None:
+    """streamser's cache folder for one weights file (verdict, safetensors copy, ONNX export),
+    created if needed; None, with a warning, where the cache cannot be written."""
     d = cache_root() / "models" / _cache_key(weights)
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -371,7 +373,7 @@ def _record(
 def _load_bin_source(
     source: WeightSource, cfg: ExHubertConfig, verify: bool
 ) -> tuple[dict[str, torch.Tensor], Path, str | None, str]:
-    record_dir = _record_dir(source.weights_path)
+    record_dir = weights_cache_dir(source.weights_path)
     if record_dir is not None:
         record = _read_record(record_dir / "source.json")
         copy = record_dir / "model.safetensors"

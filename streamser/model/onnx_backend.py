@@ -133,10 +133,31 @@ def cache_dir_for(weights_path: str | None, network: ExHubert) -> Path | None:
     networks without a weights file (random weights, the demo model)."""
     if weights_path is None:
         return None
-    from streamser.model.loading import _record_dir
+    from streamser.model.loading import weights_cache_dir
 
-    record_dir = _record_dir(Path(weights_path))
+    record_dir = weights_cache_dir(Path(weights_path))
     return None if record_dir is None else record_dir / f"onnx-{export_tag(network)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _tidy(target: Path) -> None:
+    """Remove what earlier exports left beside ``target``: partial exports of processes that
+    died, and exports made by other streamser or torch versions (2.7 GB each)."""
+    for old in target.parent.glob("onnx-*"):
+        _, _, pid = old.name.partition(".partial-")
+        stale = (pid.isdigit() and not _alive(int(pid))) if pid else old.name != target.name
+        if stale:
+            log.info("removing an old ONNX export: %s", old)
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_export(network: ExHubert, weights_path: str | None) -> OnnxExport:
@@ -145,6 +166,7 @@ def prepare_export(network: ExHubert, weights_path: str | None) -> OnnxExport:
     if target is not None and (target / EXPORT_FILE).is_file():
         return OnnxExport(target / EXPORT_FILE, None, None)
     if target is not None:
+        _tidy(target)
         needed = _export_bytes(network) + EXPORT_DISK_MARGIN_BYTES
         free = shutil.disk_usage(target.parent).free
         if free >= needed:
@@ -175,9 +197,14 @@ def prepare_export(network: ExHubert, weights_path: str | None) -> OnnxExport:
     temporary = Path(tempfile.mkdtemp(prefix="streamser-onnx-"))
     try:
         export_s = export_onnx(network, temporary / EXPORT_FILE)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+    except OSError as e:
+        raise ModelError(
+            f"could not write the ONNX export to {temporary} ({e}): free some disk space "
+            "or use --backend torch"
+        ) from e
+    finally:
+        if not (temporary / EXPORT_FILE).is_file():
+            shutil.rmtree(temporary, ignore_errors=True)
     return OnnxExport(temporary / EXPORT_FILE, export_s, temporary)
 
 

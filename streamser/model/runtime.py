@@ -165,9 +165,11 @@ class EmotionModel:
     def use_onnxruntime(self) -> None:
         """Run forward passes in onnxruntime from now on (CPU, fp32; see onnx_backend.py).
 
-        The torch network stays (memory-mapped from the weights file when loaded from disk,
-        so it costs little) for the parts that need it: ``network.config``, the bench.
+        The session holds its own copy of the weights, so the torch network is then replaced
+        by its weightless (meta-device) structure: ``network.config`` still works, and the
+        2.7 GB of torch weights (read in full by a first-start export) are released.
         """
+        from streamser.model.exhubert import build_on_meta
         from streamser.model.onnx_backend import open_onnx
 
         if self.device.type != "cpu" or self.dtype != torch.float32:
@@ -176,6 +178,7 @@ class EmotionModel:
             raise ModelError("--backend onnxruntime runs fp32 only: drop --quantize int8")
         with self._lock:
             self.onnx = open_onnx(self.network, self.info.weights_path, torch.get_num_threads())
+            self.network = build_on_meta(self.network.config)
             self.threads = None
 
     @property
@@ -324,9 +327,11 @@ def load_model(
     """Load ExHuBERT (hub id, local directory or ``"demo"``) onto the chosen compute device.
 
     ``quantize="int8"`` applies dynamic int8 quantisation to the linear layers (CPU only).
-    ``backend="onnxruntime"`` runs the network in onnxruntime (CPU, fp32; exported once).
+    ``backend="onnxruntime"`` runs the network in onnxruntime (CPU, fp32; exported once);
+    with it, ``compute="auto"`` means the CPU.
     """
-    device = resolve_compute(compute)
+    auto_cpu = backend == "onnxruntime" and compute == "auto"
+    device = torch.device("cpu") if auto_cpu else resolve_compute(compute)
     if quantize not in (None, "int8"):
         raise ModelError(f"--quantize {quantize!r}: the only choice is int8")
     if quantize == "int8" and device.type != "cpu":
