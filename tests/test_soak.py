@@ -195,3 +195,34 @@ def test_a_realtime_replay_read_late_at_its_end_reports_no_dropped_audio() -> No
     assert c["estimates"] + c["skipped_windows"] == c["windows_due"] == 3
     assert c["dropped_samples"] == 0, c
     assert [e.dropped_samples for e in got] == [0] * len(got)
+
+
+def test_soak_live_reports_a_real_time_listen_run(tmp_path: Path) -> None:
+    """``benchmarks/soak.py live``: a short real-time listen run, figures from its own output."""
+    out = tmp_path / "live.json"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT_DIR / "benchmarks" / "soak.py"),
+            "live",
+            "--minutes",
+            "0.1",
+            "--json",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT_DIR,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["exit_code"] == 0 and report["session_closed"] is True
+    assert report["windows_due_formula"] == report["windows_due_counter"] == 6
+    assert report["estimates"] + report["skipped_windows"] == 6
+    lat = report["latency_s"]["overall"]
+    assert lat["n"] == report["estimates"] and 0 < lat["p50"] <= lat["p95"] <= lat["max"] < 5
+    assert report["wall_s"] >= 6.0  # real time: 6 s of audio cannot take less
+    assert report["compute_info"]["backend"] == "torch"
