@@ -2,8 +2,8 @@
 
 Why it exists: 90 % of a window's FLOPs are GEMMs of 149 rows (one window's frames) by
 1024-4096-wide weights. On the 2-core AVX2 machines streamser is measured on, onnxruntime's
-MLAS kernels run those about 1.2-1.5x faster than MKL does through torch, which brings fp32 at
-batch 1 from ~73 % to ~90 % of the machine's measured GEMM rate (benchmarks/README.md). Torch
+MLAS kernels run those faster than MKL does through torch: a window at batch 1 takes 1.21-1.25x
+less time, ~90 % of the machine's measured GEMM rate instead of ~73 % (benchmarks/README.md). Torch
 stays the default: it needs no export, runs on GPUs, adapts its thread count to contention and
 offers int8.
 
@@ -212,7 +212,10 @@ class OnnxForward:
     """One onnxruntime session computing logits from preprocessed (batch, 48000) windows.
 
     The thread count is fixed when the session is made (onnxruntime cannot change it later),
-    so the runtime's adaptive thread count does not apply to this backend.
+    so the runtime's adaptive thread count does not apply to this backend. Its worker threads
+    block instead of spinning while they wait: on 2 cores with another process keeping one
+    busy, a spinning pool took 2.85-2.95 s per window and a blocking one 2.52-2.58 s (as fast
+    as one thread), for 2-3 % more time on an idle machine (benchmarks/README.md).
     """
 
     def __init__(self, path: Path, threads: int) -> None:
@@ -223,6 +226,7 @@ class OnnxForward:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: its warnings are about graph details
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads = max(1, threads)
         self.export_s: float | None = None
         """Seconds this start spent exporting; None when a cached export was reused."""
