@@ -404,6 +404,15 @@ async def test_replay_is_labelled_as_such() -> None:
         assert "logging stopped: disk full" in banners
         assert "logging stopped: logging stopped" not in banners
         assert "— dBFS" in text_of(app.query_one(LevelMeter))
+        said: list[str] = []
+        app.notify = lambda message, **_: said.append(str(message))  # type: ignore[method-assign]
+        await pilot.press("c", "r")
+        await pilot.pause()
+        assert controller.mute_calls == [] and controller.recording_calls == []
+        assert said == [
+            "c: a replay captures and records nothing",
+            "r: a replay captures and records nothing",
+        ]
 
 
 def test_status_line_names_a_file_input_as_a_file(tmp_path: Path) -> None:

@@ -317,12 +317,22 @@ class DashboardApp(App[None]):
         self.draw_frame()
 
     def action_toggle_mute(self) -> None:
+        if self._replay_says_no("c"):
+            return
         self.controller.set_muted(not self.controller.status().muted)
         self.poll_status()
 
     def action_toggle_recording(self) -> None:
+        if self._replay_says_no("r"):
+            return
         self.controller.set_recording(not self.controller.status().recording)
         self.poll_status()
+
+    def _replay_says_no(self, key: str) -> bool:
+        """A replay captures and records nothing: say so rather than ignore the key."""
+        if self.controller.is_replay:
+            self.notify(f"{key}: a replay captures and records nothing", timeout=3)
+        return self.controller.is_replay
 
     def action_change_range(self, step: int) -> None:
         i = RANGE_STEPS_S.index(self.range_s) + step
