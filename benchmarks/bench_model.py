@@ -46,7 +46,7 @@ def contention_comparison(windows: int) -> dict[str, Any]:
 
     cores = physical_cores()
     torch.set_num_threads(cores)
-    info = ModelInfo("random", "demo", None, None, None, None, None, None, "-", 0, demo=True)
+    info = ModelInfo.random_weights("random", "-", 0)
     model = EmotionModel(random_network(ExHubertConfig(), seed=0), info, torch.device("cpu"))
     x = make_inputs(1)
     model.logits(x)

@@ -212,21 +212,16 @@ class ChildWatch:
         self._sampler.join()
 
 
-def run_fast(minutes: float, work: Path) -> dict[str, Any]:
-    loop = make_loop(work / "loop.wav", minutes)
-    info = sf.info(str(loop))
-    expected = windows_due(info.frames, info.samplerate)
-    log_dir = work / "sessions"
+def run_listen(listen_args: list[str], work: Path, expected: int) -> tuple[ChildWatch, str, float]:
+    """``streamser listen LISTEN_ARGS`` in a child process with a private config and cache,
+    watched until it exits; returns the watch, its stderr and the wall time."""
     env = {
         **os.environ,
         "STREAMSER_CONFIG": str(work / "no-config.toml"),
         "STREAMSER_CACHE_DIR": str(work / "cache"),
         "PYTHONUNBUFFERED": "1",
     }
-    command = [
-        sys.executable, "-m", "streamser", "listen", "--input", str(loop), "--fast",
-        "--headless", "--model", "demo", "--record", "--log-dir", str(log_dir),
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "streamser", "listen", *listen_args]
     t0 = time.monotonic()
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT_DIR
@@ -236,7 +231,21 @@ def run_fast(minutes: float, work: Path) -> dict[str, Any]:
     stderr = proc.stderr.read()  # stdout is the watcher's alone
     proc.wait()
     watch.join()
-    wall_s = time.monotonic() - t0
+    return watch, stderr, time.monotonic() - t0
+
+
+def run_fast(minutes: float, work: Path) -> dict[str, Any]:
+    loop = make_loop(work / "loop.wav", minutes)
+    info = sf.info(str(loop))
+    expected = windows_due(info.frames, info.samplerate)
+    log_dir = work / "sessions"
+    watch, stderr, wall_s = run_listen(
+        ["--input", str(loop), "--fast", "--headless", "--model", "demo", "--record",
+         "--log-dir", str(log_dir)],
+        work,
+        expected,
+    )  # fmt: skip
+    proc = watch.proc
     (session,) = log_dir.iterdir()
     meta = json.loads((session / "meta.json").read_text())
     counters = meta.get("counters", {})
@@ -402,26 +411,12 @@ def run_live(minutes: float, model: str, extra: list[str], work: Path) -> dict[s
     info = sf.info(str(loop))
     due = windows_due(info.frames, info.samplerate)
     log_dir = work / "sessions"
-    env = {
-        **os.environ,
-        "STREAMSER_CONFIG": str(work / "no-config.toml"),
-        "STREAMSER_CACHE_DIR": str(work / "cache"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        sys.executable, "-m", "streamser", "listen", "--input", str(loop), "--headless",
-        "--model", model, "--record", "--log-dir", str(log_dir), *extra,
+    listen_args = [
+        "--input", str(loop), "--headless", "--model", model, "--record",
+        "--log-dir", str(log_dir), *extra,
     ]  # fmt: skip
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT_DIR
-    )
-    watch = ChildWatch(proc, due)
-    assert proc.stderr is not None
-    stderr = proc.stderr.read()
-    proc.wait()
-    watch.join()
-    wall_s = time.monotonic() - t0
+    watch, stderr, wall_s = run_listen(listen_args, work, due)
+    proc = watch.proc
     sessions = sorted(log_dir.iterdir()) if log_dir.is_dir() else []
     meta = json.loads((sessions[-1] / "meta.json").read_text()) if sessions else {}
     counters = meta.get("counters", {})
@@ -431,7 +426,7 @@ def run_live(minutes: float, model: str, extra: list[str], work: Path) -> dict[s
     rss_mib = [s[2] / 1024 for s in watch.samples if s[1] > 0]
     return {
         "run": "live",
-        "command": " ".join(["streamser", *command[3:]]),
+        "command": " ".join(["streamser", "listen", *listen_args]),
         "audio_minutes": end_s / 60,
         "exit_code": proc.returncode,
         "wall_s": wall_s,

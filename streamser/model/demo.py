@@ -72,18 +72,7 @@ def build_demo_network() -> tuple[ExHubert, ModelInfo]:
         # Default init makes nearly uniform probabilities; a wider head shows movement.
         torch.nn.init.normal_(model.classifier.weight, std=1.0)
     model = model.eval().requires_grad_(False)
-    info = ModelInfo(
-        name="demo",
-        kind="demo",
-        revision=None,
-        config_path=None,
-        weights_path=None,
-        loaded_from=None,
-        size_bytes=None,
-        sha256=None,
-        sha256_status=DEMO_BANNER,
-        n_params=count_parameters(model),
-        demo=True,
-        load_s=time.perf_counter() - t0,
+    info = ModelInfo.random_weights(
+        "demo", DEMO_BANNER, count_parameters(model), time.perf_counter() - t0
     )
     return model, info

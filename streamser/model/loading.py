@@ -71,6 +71,26 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @classmethod
+    def random_weights(
+        cls, name: str, status: str, n_params: int, load_s: float | None = None
+    ) -> ModelInfo:
+        """For a network built with random weights (the demo model, the bench): no file."""
+        return cls(
+            name=name,
+            kind="demo",
+            revision=None,
+            config_path=None,
+            weights_path=None,
+            loaded_from=None,
+            size_bytes=None,
+            sha256=None,
+            sha256_status=status,
+            n_params=n_params,
+            demo=True,
+            load_s=load_s,
+        )
+
 
 def cache_root() -> Path:
     """streamser's own cache (safetensors copies and verification records)."""

@@ -419,19 +419,8 @@ def _build(opts: BenchOptions, cfg: ExHubertConfig) -> tuple[ExHubert, ModelInfo
     t0 = time.perf_counter()
     network = random_network(cfg, seed=SEED)
     n_params = sum(p.numel() for p in network.state_dict().values())
-    info = ModelInfo(
-        name="random weights (bench)",
-        kind="demo",
-        revision=None,
-        config_path=None,
-        weights_path=None,
-        loaded_from=None,
-        size_bytes=None,
-        sha256=None,
-        sha256_status="random weights",
-        n_params=n_params,
-        demo=True,
-        load_s=time.perf_counter() - t0,
+    info = ModelInfo.random_weights(
+        "random weights (bench)", "random weights", n_params, time.perf_counter() - t0
     )
     return network, info
 
