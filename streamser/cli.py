@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from streamser import __version__
-from streamser.constants import DEFAULT_MODEL_ID
+from streamser.constants import BACKENDS, DEFAULT_MODEL_ID
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -43,7 +43,7 @@ def _add_speed_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("torch", "onnxruntime"),
+        choices=BACKENDS,
         default=None,
         help="torch (default) or onnxruntime: CPU fp32, ~1.2x faster on AVX2 CPUs; needs "
         "pip install 'streamser[onnx]'; the first run exports the model once (~20 s, ~6 GB)",

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from streamser.constants import DEFAULT_MODEL_ID, WINDOW_S
+from streamser.constants import BACKENDS, DEFAULT_MODEL_ID, WINDOW_S
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -121,7 +121,7 @@ class ListenConfig:
             raise ConfigError("--fast needs --input FILE (a microphone runs in real time)")
         if self.model.quantize not in (None, "int8"):
             raise ConfigError(f"--quantize {self.model.quantize!r}: the only choice is int8")
-        if self.model.backend not in ("torch", "onnxruntime"):
+        if self.model.backend not in BACKENDS:
             raise ConfigError(f"--backend {self.model.backend!r}: choose torch or onnxruntime")
         if self.model.backend == "onnxruntime" and self.model.quantize is not None:
             raise ConfigError("--backend onnxruntime runs fp32 only: drop --quantize int8")

@@ -20,3 +20,6 @@ DEFAULT_MODEL_REVISION = "b158d45ed8578432468f3ab8d46cbe5974380812"
 
 PUBLISHED_WEIGHTS_SHA256 = "c4c35a61b144a2c5f23a3bab59125bd5e0eb220e389187ebb67a8aca681a07f3"
 PUBLISHED_WEIGHTS_BYTES = 2_673_871_413
+
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+"""Engines that run the network: torch (default; CPU, CUDA, MPS) or onnxruntime (CPU, fp32)."""

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from streamser.constants import BACKENDS
+
 DISTURBED_CORES = 0.2
 """Other processes' load (in cores) from which the report warns that timings are disturbed."""
 
@@ -53,7 +55,7 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("torch", "onnxruntime"),
+        choices=BACKENDS,
         default="torch",
         help="onnxruntime: also time the optional onnxruntime backend (CPU, fp32)",
     )

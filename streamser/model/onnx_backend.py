@@ -40,7 +40,6 @@ from streamser.model.exhubert import ExHubert
 
 log = logging.getLogger("streamser")
 
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 ONNX_OPSET = 17
 EXPORT_FILE = "model.onnx"
 EXPORT_DISK_MARGIN_BYTES = 512 * 1024 * 1024

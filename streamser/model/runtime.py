@@ -20,12 +20,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from streamser.constants import NUM_CLASSES, SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from streamser.constants import BACKENDS, NUM_CLASSES, SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from streamser.model.affect import CLASS_NAMES, arousal_of, softmax, valence_of
 from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert
 from streamser.model.loading import ModelInfo, load_network
-from streamser.model.onnx_backend import BACKENDS, OnnxForward
+from streamser.model.onnx_backend import OnnxForward
 from streamser.model.preprocess import preprocess
 
 log = logging.getLogger("streamser")
