@@ -46,11 +46,10 @@ import soundfile
 from textual.app import App
 from textual.screen import Screen
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate, StatusSnapshot
 from streamser.session.reader import SessionData, read_session
 from streamser.session.replay import ReplayController
 from streamser.tui.app import RANGE_STEPS_S, DashboardApp, make_app
-from streamser.tui.controller import StatusSnapshot
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 SPEECH_WAV = ROOT_DIR / "assets" / "speech.wav"

@@ -41,7 +41,7 @@ def contention_comparison(windows: int) -> dict[str, Any]:
     """Fixed thread counts against the adaptive policy, with and without a spinning process."""
     import subprocess
 
-    from streamser.model.loading import ModelInfo
+    from streamser.contracts import ModelInfo
     from streamser.model.runtime import EmotionModel, ThreadPolicy
 
     cores = physical_cores()

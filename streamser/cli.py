@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from streamser import __version__
 from streamser.constants import BACKENDS, DEFAULT_MODEL_ID
+from streamser.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -214,11 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     if getattr(args, "compute", "x") is None:
         args.compute = "auto"
-    from streamser.errors import USER_ERRORS
+    from streamser.errors import StreamserError
 
     try:
         return _resolve(args.handler)(args)
-    except USER_ERRORS as e:
+    except StreamserError as e:
         print(f"streamser: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamser.constants import BACKENDS, DEFAULT_MODEL_ID, WINDOW_S
+from streamser.errors import StreamserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,7 +22,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-class ConfigError(Exception):
+class ConfigError(StreamserError):
     """A bad setting in the config file or on the command line; one line, says what to do."""
 
 

@@ -1,10 +1,13 @@
-"""The error types that reach the user as one line (no traceback) from every command."""
+"""The base of every error a user can act on.
+
+Each layer raises its own subclass (``ConfigError``, ``ModelError``, ``SessionError``,
+``SourceError``); the command line catches this one class and prints ``str(error)`` as one line
+with exit code 2, never a traceback. It sits at the bottom so no layer imports another's errors
+to be caught.
+"""
 
 from __future__ import annotations
 
-from streamser.audio.devices import SourceError
-from streamser.config import ConfigError
-from streamser.model.errors import ModelError
-from streamser.session.errors import SessionError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ModelError, SessionError, SourceError)
+class StreamserError(Exception):
+    """A one-line, user-facing message: what is wrong and what to do about it."""

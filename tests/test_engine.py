@@ -13,12 +13,13 @@ import soundfile as sf
 from streamser.audio.sources import ArraySource, FileSource
 from streamser.config import AudioConfig, ListenConfig, LogConfig, WindowConfig
 from streamser.constants import SAMPLE_RATE_HZ
+from streamser.contracts import Estimate
 from streamser.engine.analyzer import StreamAnalyzer
-from streamser.engine.estimate import Estimate
 from streamser.engine.pipeline import Pipeline
 from streamser.model import load_model
 from streamser.model.runtime import EmotionModel
 from tests.conftest import ROOT_DIR
+from tests.model_standins import DelegatingModel
 
 SPEECH = ROOT_DIR / "assets" / "speech.wav"
 
@@ -128,13 +129,12 @@ def test_file_shorter_than_first_window_gives_one_estimate(
     assert len(got) == 1 and got[0].t_end_s == pytest.approx(0.5)
 
 
-class SlowModel:
+class SlowModel(DelegatingModel):
     """A stand-in whose every forward pass takes a fixed time, slower than the hop."""
 
     def __init__(self, inner: EmotionModel, compute_s: float) -> None:
-        self.inner, self.compute_s = inner, compute_s
-        self.info, self.device, self.demo = inner.info, inner.device, inner.demo
-        self.dtype_name, self.fp16_fallbacks = inner.dtype_name, 0
+        super().__init__(inner)
+        self.compute_s = compute_s
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         time.sleep(self.compute_s)  # simulated compute time, not synchronisation
@@ -149,7 +149,7 @@ def test_latency_stays_bounded_when_the_model_is_slower_than_the_hop(
     t = np.arange(int(duration_s * rate)) / rate
     x = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     cfg = ListenConfig(windows=WindowConfig(hop_s=hop_s, vad=False), logging=LogConfig(log=False))
-    pipeline = Pipeline(cfg, SlowModel(demo, compute_s), ArraySource(x, rate, realtime=True))  # type: ignore[arg-type]
+    pipeline = Pipeline(cfg, SlowModel(demo, compute_s), ArraySource(x, rate, realtime=True))
     got = _collect(pipeline)
     with pipeline:
         assert pipeline.wait(duration_s + 30)

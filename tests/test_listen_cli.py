@@ -261,6 +261,6 @@ def test_version_and_help() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "streamser", "--version"], capture_output=True, text=True, timeout=60
     )
-    from streamser import __version__
+    from streamser.version import __version__
 
     assert r.returncode == 0 and r.stdout.strip() == f"streamser {__version__}"

@@ -22,6 +22,7 @@ from streamser.constants import SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from streamser.engine.analyzer import StreamAnalyzer
 from streamser.model.affect import AffectSmoother, arousal_of, softmax, valence_of
 from streamser.model.preprocess import preprocess
+from tests.model_standins import NoModel
 
 # Class i: arousal i // 3 (low, high); valence i % 3 (negative, neutral, positive), as documented.
 CLASS_AROUSAL = np.array([0, 0, 0, 1, 1, 1], dtype=np.float64)
@@ -267,13 +268,6 @@ def test_resampled_stream_keeps_the_input_clock(rate_hz: int, sizes: list[int]) 
     assert abs(total_out - ideal) <= 0.5
 
 
-class _NoModel:
-    """Windows are cut without running a model; computing one would be a test error."""
-
-    def logits(self, inputs: np.ndarray) -> np.ndarray:
-        raise AssertionError("no model call expected")
-
-
 def _formula(n16: int, first: int, hop: int) -> int:
     """The README's window count: (N - first) // hop + 1, or one for a stream shorter than
     the first window."""
@@ -301,7 +295,7 @@ def test_front_end_cuts_the_window_formula_with_lost_frames_kept_on_the_clock(
 ) -> None:
     """Blocks of any size, some after a gap of lost frames: the gaps count as time."""
     cfg = WindowConfig(hop_s=hop_s, first_s=first_s, vad=False)
-    an = StreamAnalyzer(_NoModel(), cfg, rate_hz, watch_silence=False)  # type: ignore[arg-type]
+    an = StreamAnalyzer(NoModel(), cfg, rate_hz, watch_silence=False)
     frame = lost = 0
     windows = []
     for size, gap, has_gap in blocks:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from streamser.cli import main
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 from streamser.session.logger import SessionLogger
 from tests.conftest import ROOT_DIR
 from tests.test_listen_cli import SPEECH, env_for, expected_windows

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
 from streamser.session.logger import (
     SessionLogger,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 from streamser.session.catalog import delete_sessions, format_sessions_table, list_sessions
 from streamser.session.errors import SessionError
 from streamser.session.logger import SessionLogger

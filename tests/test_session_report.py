@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
 from streamser.session.reader import SessionData
 from streamser.session.report import (

@@ -25,12 +25,13 @@ import soundfile as sf
 
 from streamser.audio.sources import ArraySource
 from streamser.config import ListenConfig, LogConfig, WindowConfig
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 from streamser.engine.pipeline import Pipeline
 from streamser.model import load_model
 from streamser.model.runtime import EmotionModel
 from streamser.session.recorder import read_recording
 from tests.conftest import ROOT_DIR
+from tests.model_standins import DelegatingModel
 from tests.test_listen_cli import SPEECH, env_for
 
 SOAK_MINUTES = 3.0
@@ -160,15 +161,14 @@ def test_minutes_of_fast_replay_lose_nothing_and_keep_memory_flat(tmp_path: Path
     assert mib.max() < RSS_PEAK_LIMIT_MIB, mib.max()
 
 
-class ComputesPastTheEnd:
+class ComputesPastTheEnd(DelegatingModel):
     """The demo model, whose every pass waits until the source has delivered its last frame
     and then computes for ``compute_s`` more: the worker reads the end of the stream late, as
     it does after every real-time replay with a model slower than the hop."""
 
     def __init__(self, inner: EmotionModel, source: ArraySource, compute_s: float) -> None:
-        self.inner, self.source, self.compute_s = inner, source, compute_s
-        self.info, self.device, self.demo = inner.info, inner.device, inner.demo
-        self.dtype_name, self.fp16_fallbacks = inner.dtype_name, 0
+        super().__init__(inner)
+        self.source, self.compute_s = source, compute_s
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         assert self.source.finished.wait(RUN_TIMEOUT_S), "the source never finished"
@@ -185,7 +185,7 @@ def test_a_realtime_replay_read_late_at_its_end_reports_no_dropped_audio() -> No
     source = ArraySource(x, rate, realtime=True)
     cfg = ListenConfig(windows=WindowConfig(vad=False), logging=LogConfig(log=False))
     model = ComputesPastTheEnd(load_model("demo", compute="cpu"), source, compute_s=0.5)
-    pipeline = Pipeline(cfg, model, source)  # type: ignore[arg-type]
+    pipeline = Pipeline(cfg, model, source)
     got: list[Estimate] = []
     pipeline.bus.subscribe_lossless("test", got.append)
     with pipeline:

@@ -20,6 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 from tui_fakes import BASE_STATUS, ScriptedController, scripted_estimate, scripted_estimates
 
+from streamser.contracts import DashboardController
 from streamser.labels import CLASS_NAMES, class_name
 from streamser.tui.app import (
     DEFAULT_RANGE_S,
@@ -32,7 +33,6 @@ from streamser.tui.app import (
     make_app,
     save_dashboard_svg,
 )
-from streamser.tui.controller import DashboardController
 from streamser.tui.messages import RELAY_TAIL_LEN, NewEstimate
 from streamser.tui.widgets import (
     BannerStack,

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from streamser.constants import WINDOW_S
-from streamser.engine.estimate import Estimate
-from streamser.tui.controller import StatusSnapshot
+from streamser.contracts import Estimate, StatusSnapshot
 
 BASE_STATUS = StatusSnapshot(
     device="USB Microphone (hw:2,0)",

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+from streamser.errors import StreamserError
 
-class SourceError(Exception):
+
+class SourceError(StreamserError):
     """A user-facing problem opening audio input; ``str(e)`` is one line that says what to do.
 
     Defined here, the lowest layer that raises it; :mod:`streamser.audio.sources` re-exports it.

@@ -23,38 +23,15 @@ import numpy as np
 import soxr
 
 from streamser.constants import SAMPLE_RATE_HZ
+from streamser.resampling import (
+    EMPTY_F32,
+    QUALITY,
+    as_mono_float32,
+    check_rate,
+    resample_whole,
+)
 
-QUALITY = "HQ"
-"""soxr quality recipe: 20-bit precision, passband to 91 % of Nyquist; ample for 16 kHz speech."""
-
-_EMPTY = np.zeros(0, dtype=np.float32)
-
-
-def _as_mono_float32(block: np.ndarray) -> np.ndarray:
-    """Validate a 1-D float block and return it as contiguous float32 (copying only if needed)."""
-    arr = np.asarray(block)
-    if arr.ndim != 1:
-        raise ValueError(f"expected a 1-D (mono) block, got shape {arr.shape}")
-    if arr.dtype.kind != "f":
-        raise TypeError(f"expected floating-point samples, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-def _check_rate(name: str, rate_hz: int) -> None:
-    if rate_hz <= 0:
-        raise ValueError(f"{name} must be positive, got {rate_hz}")
-
-
-def resample_whole(x: np.ndarray, in_rate_hz: int, out_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
-    """Resample a whole mono signal at once: the reference the streaming path must equal."""
-    _check_rate("in_rate_hz", in_rate_hz)
-    _check_rate("out_rate_hz", out_rate_hz)
-    x32 = _as_mono_float32(x)
-    if in_rate_hz == out_rate_hz:
-        return x32.copy()
-    if x32.size == 0:
-        return _EMPTY.copy()
-    return soxr.resample(x32, in_rate_hz, out_rate_hz, quality=QUALITY)
+__all__ = ["StreamingResampler", "resample_whole"]
 
 
 class StreamingResampler:
@@ -66,8 +43,8 @@ class StreamingResampler:
     """
 
     def __init__(self, in_rate_hz: int, out_rate_hz: int = SAMPLE_RATE_HZ) -> None:
-        _check_rate("in_rate_hz", in_rate_hz)
-        _check_rate("out_rate_hz", out_rate_hz)
+        check_rate("in_rate_hz", in_rate_hz)
+        check_rate("out_rate_hz", out_rate_hz)
         self.in_rate_hz: int = in_rate_hz
         self.out_rate_hz: int = out_rate_hz
         self.delay_out_samples: int = 0
@@ -91,12 +68,12 @@ class StreamingResampler:
         """Feed the next mono block and return the output samples it completes (maybe none)."""
         if self._flushed:
             raise RuntimeError("push() after flush(): call reset() to start a new stream")
-        x = _as_mono_float32(block)
+        x = as_mono_float32(block)
         self.in_samples_total += x.size
         if self._stream is None:
             out = x.copy()
         elif x.size == 0:
-            return _EMPTY.copy()
+            return EMPTY_F32.copy()
         else:
             out = self._stream.resample_chunk(x)
         self.out_samples_total += out.size
@@ -105,11 +82,11 @@ class StreamingResampler:
     def flush(self) -> np.ndarray:
         """End of stream: return the output still held inside the filter. Idempotent."""
         if self._flushed:
-            return _EMPTY.copy()
+            return EMPTY_F32.copy()
         self._flushed = True
         if self._stream is None:
-            return _EMPTY.copy()
-        out = self._stream.resample_chunk(_EMPTY, last=True)
+            return EMPTY_F32.copy()
+        out = self._stream.resample_chunk(EMPTY_F32, last=True)
         self.out_samples_total += out.size
         return out
 

@@ -129,8 +129,9 @@ def analyze(args: argparse.Namespace) -> int:
 
     from streamser.commands.listen import load_for
     from streamser.config import ModelConfig
-    from streamser.engine.offline import analyze_path, native_blocks
-    from streamser.errors import USER_ERRORS
+    from streamser.engine.offline import analyze_audio
+    from streamser.errors import StreamserError
+    from streamser.session.recording import open_native_audio
 
     out = Path(args.output)
     if out.suffix not in FORMATS:
@@ -178,24 +179,24 @@ def analyze(args: argparse.Namespace) -> int:
     with open(prog, "a", encoding="utf-8") as sink:
         for path in todo:
             try:
-                rate, frames, _ = native_blocks(path)
-            except USER_ERRORS as e:
+                audio = open_native_audio(path)
+            except StreamserError as e:
                 skip(path, e)
                 continue
             rows: list[dict[str, Any]] = []
             with tqdm(
-                total=frames, desc=path.name[:30], unit="fr", unit_scale=True,
+                total=audio.frames, desc=path.name[:30], unit="fr", unit_scale=True,
                 file=sys.stderr, leave=False, disable=None,
             ) as bar:  # fmt: skip
                 try:
-                    for est in analyze_path(
-                        model, windows, path, batch=args.batch, progress=bar.update
+                    for est in analyze_audio(
+                        model, windows, audio, batch=args.batch, progress=bar.update
                     ):
                         rows.append({"type": "window", "file": str(path), **est.to_json_dict()})
-                except USER_ERRORS as e:
+                except StreamserError as e:
                     skip(path, e)
                     continue
-            rows.append(summary_row(str(path), rows, frames / rate))
+            rows.append(summary_row(str(path), rows, audio.frames / audio.sample_rate_hz))
             sink.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
             sink.flush()
             analysed += 1
@@ -218,12 +219,12 @@ def analyze(args: argparse.Namespace) -> int:
 
 def _readable(path: Path, skip: Callable[[Path, Exception], None]) -> bool:
     """Whether ``path`` opens as audio (or a session with a recording); else ``skip`` it."""
-    from streamser.engine.offline import native_blocks
-    from streamser.errors import USER_ERRORS
+    from streamser.errors import StreamserError
+    from streamser.session.recording import open_native_audio
 
     try:
-        native_blocks(path)
-    except USER_ERRORS as e:
+        open_native_audio(path)
+    except StreamserError as e:
         skip(path, e)
         return False
     return True

@@ -23,7 +23,7 @@ from streamser.config import (
     read_config_file,
 )
 from streamser.constants import PUBLISHED_WEIGHTS_BYTES
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 
 log = logging.getLogger("streamser")
 

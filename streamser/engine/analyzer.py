@@ -29,10 +29,10 @@ from streamser.audio.vad import SpeechDetector, is_speech
 from streamser.audio.windows import Window, Windower
 from streamser.config import WindowConfig
 from streamser.constants import SAMPLE_RATE_HZ
-from streamser.engine.estimate import Estimate
+from streamser.contracts import AnalysisModel, Estimate
 from streamser.model.affect import AffectSmoother, arousal_of, valence_of
 from streamser.model.preprocess import preprocess
-from streamser.model.runtime import EmotionModel, Prediction
+from streamser.model.runtime import Prediction
 
 
 @dataclass
@@ -62,7 +62,7 @@ class StreamAnalyzer:
 
     def __init__(
         self,
-        model: EmotionModel,
+        model: AnalysisModel,
         cfg: WindowConfig,
         in_rate_hz: int,
         vad: SpeechDetector | None = None,

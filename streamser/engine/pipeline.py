@@ -17,19 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamser import __version__
 from streamser.audio.ring import RingBuffer, RingReader
 from streamser.audio.sources import AudioSource, MicSource
 from streamser.audio.vad import SpeechDetector
 from streamser.config import ListenConfig
 from streamser.constants import SAMPLE_RATE_HZ
+from streamser.contracts import AnalysisModel, Estimate, StatusSnapshot
 from streamser.engine.analyzer import StreamAnalyzer
 from streamser.engine.bus import ResultBus
-from streamser.engine.estimate import Estimate
 from streamser.engine.worker import InferenceWorker
 from streamser.model.demo import DEMO_BANNER
-from streamser.model.runtime import EmotionModel
-from streamser.tui.controller import StatusSnapshot
+from streamser.version import __version__
 
 log = logging.getLogger("streamser")
 
@@ -104,7 +102,7 @@ class Pipeline:
     def __init__(
         self,
         cfg: ListenConfig,
-        model: EmotionModel,
+        model: AnalysisModel,
         source: AudioSource,
         *,
         vad: SpeechDetector | None = None,
@@ -252,7 +250,7 @@ class Pipeline:
             self.recorder.start(self.ring.frames_written)
 
     def session_meta(self) -> dict[str, Any]:
-        info = self.model.info
+        info, compute = self.model.info, self.model.compute_info()
         return {
             "streamser_version": __version__,
             "model": {
@@ -266,9 +264,9 @@ class Pipeline:
                 **({"note": DEMO_BANNER} if info.demo else {}),
             },
             "compute": {
-                "device": self.model.device.type,
-                "dtype": self.model.dtype_name,
-                "backend": self.model.backend,
+                "device": compute.device,
+                "dtype": compute.dtype,
+                "backend": compute.backend,
             },
             "audio": {
                 "source": self.source.description,
@@ -296,7 +294,7 @@ class Pipeline:
             "frames_in": a.frames_in,
             "stream_s": a.windower.samples_total / SAMPLE_RATE_HZ,
             "compute_s_total": round(w.compute_s_total, 4),
-            "fp16_fallbacks": self.model.fp16_fallbacks,
+            "fp16_fallbacks": self.model.compute_info().fallbacks,
             "consumer_failures": list(self.consumer_failures),
             "bus": self.bus.stats(),
             "source_status_flags": getattr(self.source, "status_flags", 0),
@@ -362,13 +360,14 @@ class Pipeline:
         w, a = self.worker, self.analyzer
         rtf = w.last_compute_s / self.cfg.windows.hop_s if w.last_compute_s else None
         source_error = self.source_error_text or getattr(self.source, "error", None)
+        compute = self.model.compute_info()
         return StatusSnapshot(
             device=self.source.description,
             sample_rate_hz=self.source.sample_rate_hz,
             model_name=self.model.info.name,
-            demo_model=self.model.demo,
-            compute_device=self.model.device.type,
-            dtype=self.model.dtype_name,
+            demo_model=self.model.info.demo,
+            compute_device=compute.device,
+            dtype=compute.dtype,
             hop_s=self.cfg.windows.hop_s,
             rtf=rtf,
             latency_s=w.last_latency_s,

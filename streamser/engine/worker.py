@@ -24,8 +24,8 @@ from collections.abc import Callable
 from streamser.audio.gaps import GapDetector
 from streamser.audio.ring import RingBuffer, RingReader
 from streamser.constants import SAMPLE_RATE_HZ
+from streamser.contracts import Estimate
 from streamser.engine.analyzer import StreamAnalyzer
-from streamser.engine.estimate import Estimate
 
 log = logging.getLogger("streamser")
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from streamser.model.errors import ModelError
 
 if TYPE_CHECKING:
+    from streamser.contracts import ModelInfo
     from streamser.model.exhubert import ExHubert, ExHubertConfig
-    from streamser.model.loading import ModelInfo
     from streamser.model.runtime import EmotionModel, Prediction, load_model
 
 __all__ = [
@@ -32,7 +32,7 @@ _LAZY = {
     "load_model": "streamser.model.runtime",
     "ExHubert": "streamser.model.exhubert",
     "ExHubertConfig": "streamser.model.exhubert",
-    "ModelInfo": "streamser.model.loading",
+    "ModelInfo": "streamser.contracts",
 }
 
 

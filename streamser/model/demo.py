@@ -10,8 +10,8 @@ import time
 
 import torch
 
+from streamser.contracts import ModelInfo
 from streamser.model.exhubert import ExHubert, ExHubertConfig, count_parameters
-from streamser.model.loading import ModelInfo
 
 DEMO_SEED = 20240610
 DEMO_BANNER = "demo model: random weights, output is meaningless"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from streamser.errors import StreamserError
 
-class ModelError(Exception):
+
+class ModelError(StreamserError):
     """The model could not be found, fetched, verified or loaded."""

@@ -34,6 +34,7 @@ from streamser.constants import (
     PUBLISHED_WEIGHTS_BYTES,
     PUBLISHED_WEIGHTS_SHA256,
 )
+from streamser.contracts import ModelInfo
 from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert, ExHubertConfig, build_on_meta, canonical_key
 from streamser.model.weights_file import (
@@ -49,47 +50,6 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 DISK_MARGIN_BYTES = 256 * 1024 * 1024
 """Free space left over after the safetensors copy, so the copy never fills a disk."""
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """Where the weights came from and what is known about them (shown by ``model info``)."""
-
-    name: str
-    kind: str  # "hub" | "local" | "demo"
-    revision: str | None
-    config_path: str | None
-    weights_path: str | None  # the source file (HF cache or local directory)
-    loaded_from: str | None  # the file actually read (often the safetensors copy)
-    size_bytes: int | None
-    sha256: str | None
-    sha256_status: str
-    n_params: int
-    demo: bool = False
-    load_s: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def random_weights(
-        cls, name: str, status: str, n_params: int, load_s: float | None = None
-    ) -> ModelInfo:
-        """For a network built with random weights (the demo model, the bench): no file."""
-        return cls(
-            name=name,
-            kind="demo",
-            revision=None,
-            config_path=None,
-            weights_path=None,
-            loaded_from=None,
-            size_bytes=None,
-            sha256=None,
-            sha256_status=status,
-            n_params=n_params,
-            demo=True,
-            load_s=load_s,
-        )
 
 
 def cache_root() -> Path:

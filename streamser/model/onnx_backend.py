@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamser import __version__
 from streamser.constants import NUM_CLASSES, WINDOW_SAMPLES
 from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert
+from streamser.version import __version__
 
 log = logging.getLogger("streamser")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamser.constants import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from streamser.resampling import resample_whole
 
 NORM_EPS = 1e-7
 """Variance floor of the reference feature extractor."""
@@ -48,8 +49,6 @@ def preprocess(waveform: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np
     """
     x = to_mono(waveform).astype(np.float32, copy=False)
     if sample_rate_hz != SAMPLE_RATE_HZ:
-        from streamser.audio.resample import resample_whole
-
         x = resample_whole(x, int(sample_rate_hz), SAMPLE_RATE_HZ).astype(np.float32, copy=False)
     if not np.all(np.isfinite(x)):
         x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)

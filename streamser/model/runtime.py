@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from streamser.constants import BACKENDS, NUM_CLASSES, SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from streamser.contracts import ComputeInfo, ModelInfo
 from streamser.model.affect import CLASS_NAMES, arousal_of, softmax, valence_of
 from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert
-from streamser.model.loading import ModelInfo, load_network
+from streamser.model.loading import load_network
 from streamser.model.onnx_backend import OnnxForward
 from streamser.model.preprocess import preprocess
 
@@ -188,6 +189,14 @@ class EmotionModel:
     @property
     def dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
+
+    def compute_info(self) -> ComputeInfo:
+        return ComputeInfo(
+            device=self.device.type,
+            dtype=self.dtype_name,
+            backend=self.backend,
+            fallbacks=self.fp16_fallbacks,
+        )
 
     def describe(self) -> str:
         suffix = "" if self.onnx is None else "/onnxruntime"

@@ -39,11 +39,12 @@ import numpy as np
 import torch
 
 from streamser.constants import WINDOW_SAMPLES
+from streamser.contracts import ModelInfo
 from streamser.model.affect import softmax
 from streamser.model.demo import DEMO_CONFIG, random_network
 from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert, ExHubertConfig
-from streamser.model.loading import ModelInfo, load_network
+from streamser.model.loading import load_network
 from streamser.model.runtime import EmotionModel, quantize_int8, resolve_compute
 from streamser.perf.flops import count_flops
 

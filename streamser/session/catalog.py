@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
 from streamser.session.reader import SESSION_ID_RE, iter_estimates, read_meta, session_ids
 

@@ -6,8 +6,10 @@ raise it without importing one another.
 
 from __future__ import annotations
 
+from streamser.errors import StreamserError
 
-class SessionError(Exception):
+
+class SessionError(StreamserError):
     """A one-line, user-facing message about a session on disk: what is wrong and what to do.
 
     The CLI prints ``str(error)`` as is, so messages name the path or id concerned and never

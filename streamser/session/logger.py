@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import platformdirs
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
 
 META_NAME = "meta.json"

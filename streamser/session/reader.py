@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
 from streamser.session.logger import ESTIMATES_NAME, MARKS_NAME, META_NAME
 

@@ -13,10 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate, StatusSnapshot
 from streamser.session.logger import append_mark
 from streamser.session.reader import SessionData
-from streamser.tui.controller import StatusSnapshot
 
 JOIN_TIMEOUT_S = 2.0
 

@@ -22,9 +22,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import DashboardController, Estimate
 from streamser.labels import AROUSAL_AXIS, VALENCE_AXIS
-from streamser.tui.controller import DashboardController
 from streamser.tui.messages import EstimateRelay, NewEstimate
 from streamser.tui.widgets import (
     BannerStack,

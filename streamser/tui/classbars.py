@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from streamser.constants import NUM_CLASSES
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 from streamser.labels import CLASS_NAMES
 from streamser.tui.render import CachedRender, TextBuilder
 

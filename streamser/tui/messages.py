@@ -16,7 +16,7 @@ from collections import deque
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 
 RELAY_TAIL_LEN = 64
 """Estimates each message carries: how many messages may coalesce before the app must

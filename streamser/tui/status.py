@@ -17,7 +17,7 @@ from typing import Any, Literal
 from rich.text import Text
 from textual.geometry import Size
 
-from streamser.tui.controller import StatusSnapshot
+from streamser.contracts import StatusSnapshot
 from streamser.tui.render import CachedRender, TextBuilder
 
 LEVEL_FLOOR_DBFS = -60.0

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from streamser.constants import WINDOW_S
-from streamser.engine.estimate import Estimate
+from streamser.contracts import Estimate
 
 Series = Literal["arousal", "valence"]
 

@@ -1,0 +1,52 @@
+"""A finite recording read at its native rate and channels, block by block on its own clock.
+
+Offline analysis consumes the same native-rate frames a live capture would have delivered, so
+the analyzer's resampler, speech gate and windows see the same signal. Files come from here; a
+session's recording (segments on the stream clock, gaps as zeros) comes from the session layer
+in the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+READ_BLOCK_S = 1.0
+"""Frames read per block from a file: large enough to be cheap, small enough for progress."""
+
+Blocks = Iterator[tuple[int, np.ndarray]]
+"""(first frame on the recording's clock, (frames, channels) float32 block), in order."""
+
+
+@dataclass(frozen=True)
+class NativeAudio:
+    """A recording to analyse: its rate, its length, and a way to read it (once per call)."""
+
+    sample_rate_hz: int
+    frames: int
+    open_blocks: Callable[[], Blocks]
+
+
+def read_audio_file(path: Path) -> NativeAudio:
+    """An audio file as :class:`NativeAudio`; an unreadable file raises a one-line SourceError."""
+    from streamser.audio.sources import FileSource
+
+    source = FileSource(path, realtime=False)  # validates: one-line SourceError when unreadable
+    block_frames = max(1, round(READ_BLOCK_S * source.sample_rate_hz))
+
+    def blocks() -> Blocks:
+        import soundfile as sf
+
+        first = 0
+        with sf.SoundFile(path) as f:
+            while True:
+                block = f.read(block_frames, dtype="float32", always_2d=True)
+                if len(block) == 0:
+                    return
+                yield first, block
+                first += len(block)
+
+    return NativeAudio(source.sample_rate_hz, source.total_frames, blocks)
