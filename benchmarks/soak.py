@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from streamser.contracts import ComputeInfo
+
 ROOT_DIR = Path(__file__).resolve().parent.parent
 SPEECH = ROOT_DIR / "assets" / "speech.wav"
 SAMPLE_PERIOD_S = 1.0
@@ -309,9 +311,11 @@ class FixedTimeModel:
 
     def __init__(self, inner: Any, compute_s: float) -> None:
         self.inner, self.compute_s = inner, compute_s
-        self.info, self.device, self.demo = inner.info, inner.device, inner.demo
-        self.dtype_name, self.fp16_fallbacks = inner.dtype_name, 0
+        self.info = inner.info
         self.calls = 0
+
+    def compute_info(self) -> ComputeInfo:
+        return self.inner.compute_info()
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
@@ -327,6 +331,7 @@ def run_realtime(minutes: float, compute_s: float, hop_s: float, work: Path) -> 
     from streamser.contracts import Estimate
     from streamser.engine.pipeline import Pipeline
     from streamser.model import load_model
+    from streamser.session.sink import SessionSink
 
     loop = make_loop(work / "loop.wav", minutes)
     info = sf.info(str(loop))
@@ -337,7 +342,8 @@ def run_realtime(minutes: float, compute_s: float, hop_s: float, work: Path) -> 
     )
     model = FixedTimeModel(load_model("demo", compute="cpu"), compute_s)
     model.inner.warm_up()
-    pipeline = Pipeline(cfg, model, FileSource(loop, realtime=True))  # type: ignore[arg-type]
+    sink = SessionSink(work / "sessions", record=True)
+    pipeline = Pipeline(cfg, model, FileSource(loop, realtime=True), sink=sink)
     got: list[Estimate] = []
     pipeline.bus.subscribe_lossless("soak", got.append)
     rss: list[tuple[float, int]] = []
@@ -352,7 +358,7 @@ def run_realtime(minutes: float, compute_s: float, hop_s: float, work: Path) -> 
     first = [e.latency_s for e in got if e.t_end_s <= 60.0]
     end_s = info.frames / info.samplerate
     last = [e.latency_s for e in got if e.t_end_s > end_s - 60.0]
-    session = pipeline.logger.path
+    session = sink.path
     with open(session / "estimates.jsonl", "rb") as f:
         logged = sum(1 for _ in f)
     rss_mib = [r / 1024 for _, r in rss]

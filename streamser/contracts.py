@@ -203,6 +203,8 @@ class StatusSnapshot:
     """Set while the source is failing, e.g. device lost and being retried."""
     finished: bool
     """A file or replay reached its end; no more estimates will come."""
+    recorder_dropped_frames: int = 0
+    """Capture frames the audio recorder lost (the ring overwrote them first), running total."""
 
 
 @runtime_checkable

@@ -32,3 +32,6 @@ def class_name(i: int) -> str:
 
 CLASS_NAMES: tuple[str, ...] = tuple(class_name(i) for i in range(NUM_CLASSES))
 """All six names in model output order."""
+
+DEMO_WARNING = "demo model: random weights, output is meaningless"
+"""Said wherever the demo model's output is shown, logged or reported."""

@@ -102,7 +102,6 @@ def test_raising_consumers_are_detached_announced_and_counted_while_others_recei
     bus.subscribe_callback("bad-ui", bad_callback)
     bus.subscribe_lossless("logger", good.append, capacity=4)
     bus.subscribe_callback("ui", good_cb.append)
-    slot = bus.subscribe_latest("display")
 
     for i in range(10):
         bus.publish(i)
@@ -111,7 +110,6 @@ def test_raising_consumers_are_detached_announced_and_counted_while_others_recei
 
     assert good == list(range(10))
     assert good_cb == list(range(10))
-    assert slot.get() == 9
     assert bad_seen == [0, 1, 2]
     announced = failures.by_name()
     assert isinstance(announced["bad-logger"], OSError)
@@ -159,50 +157,6 @@ def test_stuck_consumer_is_detached_after_the_put_timeout() -> None:
     assert bus.failures == 1
 
 
-def test_latest_slot_keeps_the_newest_and_counts_coalesced_items() -> None:
-    bus: ResultBus[int] = ResultBus()
-    slot = bus.subscribe_latest("display")
-    assert slot.get() is None
-    assert not slot.wait(0.0)
-
-    for i in (1, 2, 3):
-        bus.publish(i)
-    assert slot.wait(0.0)
-    assert slot.get() == 3
-    assert slot.coalesced == 2
-    assert not slot.wait(0.0), "an item already read is not new"
-    assert slot.get() == 3, "get keeps the item"
-
-    bus.publish(4)  # replaces 3, which was read: not coalesced
-    assert slot.coalesced == 2
-    assert slot.take() == 4
-    assert slot.take() is None
-    assert slot.get() is None
-    assert bus.stats()["display"] == {"delivered": 4, "coalesced": 2, "detached": 0}
-    bus.close()
-
-
-def test_latest_slot_wakes_a_waiting_thread_on_publish_and_on_close() -> None:
-    bus: ResultBus[str] = ResultBus()
-    slot = bus.subscribe_latest("display")
-    results: list[bool] = []
-
-    waiter, done = run_in_thread(lambda: results.append(slot.wait(WAIT_S)), "waiter")
-    bus.publish("estimate")
-    assert done.wait(WAIT_S)
-    waiter.join(WAIT_S)
-    assert results == [True]
-    assert slot.take() == "estimate"
-
-    waiter, done = run_in_thread(lambda: results.append(slot.wait(WAIT_S)), "waiter")
-    t0 = time.monotonic()
-    bus.close()
-    assert done.wait(WAIT_S)
-    waiter.join(WAIT_S)
-    assert time.monotonic() - t0 < WAIT_S
-    assert results == [True, False]
-
-
 def test_close_drains_everything_published_and_is_idempotent() -> None:
     bus: ResultBus[int] = ResultBus()
     consumer = GatedConsumer()
@@ -228,7 +182,7 @@ def test_close_drains_everything_published_and_is_idempotent() -> None:
     assert bus.published == 50
     assert consumer.items == list(range(50))
     with pytest.raises(RuntimeError):
-        bus.subscribe_latest("late")
+        bus.subscribe_callback("late", lambda item: None)
 
 
 def test_close_gives_up_on_a_stuck_consumer_and_counts_its_queue() -> None:
@@ -285,7 +239,7 @@ def test_concurrent_publishers_give_every_subscriber_the_same_order() -> None:
 
 def test_subscriber_names_are_unique_and_arguments_checked() -> None:
     bus: ResultBus[int] = ResultBus()
-    bus.subscribe_latest("display")
+    bus.subscribe_callback("display", lambda item: None)
     with pytest.raises(ValueError):
         bus.subscribe_callback("display", lambda item: None)
     with pytest.raises(ValueError):

@@ -18,6 +18,7 @@ from streamser.engine.analyzer import StreamAnalyzer
 from streamser.engine.pipeline import Pipeline
 from streamser.model import load_model
 from streamser.model.runtime import EmotionModel
+from streamser.session.sink import SessionSink
 from tests.conftest import ROOT_DIR
 from tests.model_standins import DelegatingModel
 
@@ -172,7 +173,8 @@ def test_stop_is_idempotent_and_keeps_every_computed_estimate(
     cfg = ListenConfig(
         logging=LogConfig(log=True, log_dir=str(tmp_path)), windows=WindowConfig(vad=False)
     )
-    pipeline = Pipeline(cfg, demo, ArraySource(x, rate, realtime=False))
+    sink = SessionSink(tmp_path)
+    pipeline = Pipeline(cfg, demo, ArraySource(x, rate, realtime=False), sink=sink)
     got = _collect(pipeline)
     ten = threading.Event()
     pipeline.bus.subscribe_callback("ten", lambda e: ten.set() if e.seq >= 10 else None)
@@ -182,7 +184,8 @@ def test_stop_is_idempotent_and_keeps_every_computed_estimate(
     pipeline.stop()
     from streamser.session.reader import read_session
 
-    session = read_session(pipeline.logger.path)
+    assert sink.path is not None
+    session = read_session(sink.path)
     assert session.clean
     assert len(session.estimates) == len(got) == session.meta["counters"]["estimates"]
     assert len(got) < windows_for(len(x), 1.0, 1.0)  # it really stopped early

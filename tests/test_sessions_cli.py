@@ -20,6 +20,7 @@ from streamser.config import ListenConfig, LogConfig
 from streamser.engine.pipeline import Pipeline
 from streamser.model import load_model
 from streamser.session.recorder import read_recording
+from streamser.session.sink import SessionSink
 from tests.conftest import ROOT_DIR
 from tests.test_listen_cli import SPEECH, LineWatcher, env_for, expected_windows, streamser
 
@@ -230,16 +231,19 @@ class FullDisk:
 
 def test_full_disk_mid_run_stops_logging_not_analysis(tmp_path: Path) -> None:
     cfg = ListenConfig(logging=LogConfig(log_dir=str(tmp_path)))
+    sink = SessionSink(
+        tmp_path, opener=lambda path, mode, encoding: FullDisk(path, mode, encoding, lines_ok=5)
+    )
     pipeline = Pipeline(
-        cfg, load_model("demo", compute="cpu"), FileSource(SPEECH, realtime=False),
-        log_opener=lambda path, mode, encoding: FullDisk(path, mode, encoding, lines_ok=5),
-    )  # fmt: skip
+        cfg, load_model("demo", compute="cpu"), FileSource(SPEECH, realtime=False), sink=sink
+    )
     got: list = []
     pipeline.bus.subscribe_lossless("test", got.append)
     with pipeline:
         assert pipeline.wait(60)
     assert len(got) == expected_windows(SPEECH, 1.0, 1.0)
-    assert pipeline.log_error is not None and "No space" in pipeline.log_error
-    assert pipeline.status().log_error == pipeline.log_error
-    lines = (pipeline.logger.path / "estimates.jsonl").read_text().splitlines()
+    assert sink.log_error is not None and "No space" in sink.log_error
+    assert pipeline.status().log_error == sink.log_error
+    assert sink.path is not None
+    lines = (sink.path / "estimates.jsonl").read_text().splitlines()
     assert len(lines) == 5 and all(json.loads(x)["seq"] == i for i, x in enumerate(lines))

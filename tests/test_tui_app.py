@@ -31,7 +31,6 @@ from streamser.tui.app import (
     HelpScreen,
     MarkScreen,
     make_app,
-    save_dashboard_svg,
 )
 from streamser.tui.messages import RELAY_TAIL_LEN, NewEstimate
 from streamser.tui.widgets import (
@@ -608,10 +607,20 @@ def test_axis_labels_and_bars() -> None:
     assert bar(2.0, 3) == "███"
 
 
-def test_dashboard_screenshot_is_saved_with_a_full_lifecycle(tmp_path: Path) -> None:
+async def test_s_saves_a_screenshot_into_the_session_directory(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    session.mkdir()
     controller = ScriptedController(history=scripted_estimates(80))
-    out = save_dashboard_svg(controller, tmp_path / "shots" / "dash.svg", size=(100, 30))
-    svg = out.read_text(encoding="utf-8")
+    controller.set_status(session_path=str(session))
+    app = make_app(controller)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.draw_frame()
+        await pilot.press("s")
+        await pilot.pause()
+    shots = list(session.glob("*.svg"))
+    assert len(shots) == 1
+    svg = shots[0].read_text(encoding="utf-8")
     assert svg.startswith("<svg")
     assert "arousal&#160;(0..1,&#160;derived)" in svg
     assert "estimates&#160;80" in svg

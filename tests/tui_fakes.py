@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Any
 
 from streamser.constants import WINDOW_S
 from streamser.contracts import Estimate, StatusSnapshot
@@ -166,9 +167,9 @@ class ScriptedController:
             for fn in self.subscribers:
                 fn(e)
 
-    def set_status(self, **changes: object) -> None:
+    def set_status(self, **changes: Any) -> None:
         """Change fields of the status the dashboard polls next."""
-        self._status = replace(self._status, **changes)  # type: ignore[arg-type]
+        self._status = replace(self._status, **changes)
 
     @property
     def muted(self) -> bool:

@@ -12,9 +12,8 @@ held-back samples come out of later pushes and of :meth:`StreamingResampler.flus
 pushes soxr holds back between about 7 and 37 ms at 48 kHz in (up to 115 ms at 8 kHz), which
 :attr:`StreamingResampler.pending_out_samples` reports for latency accounting.
 
-Cost, measured on a 2-core AVX2 machine at 48 kHz in: about 4 us per push for 1-sample blocks,
-5 us for 160 samples, 10 us for 1024 and 24 us for 4800 (a 100 ms block), i.e. far below 1 % of
-real time for the usual 10-100 ms device blocks.
+Its cost per push is far below 1 % of real time for the usual device blocks
+(benchmarks/README.md, "Stage costs").
 """
 
 from __future__ import annotations

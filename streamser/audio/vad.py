@@ -8,10 +8,8 @@ whatever block lengths arrive, and feeds them to the model in order. The same st
 different block sizes thus yields bit-identical probabilities, which is what lets an offline
 analysis of a recording reproduce the live results.
 
-Measured cost (2-core AVX2 CPU, torch 2.13, no GPU): 0.41 ms per 32 ms frame with torch's
-default two threads, 0.57 ms with one, whatever the block length: about 1.3-1.8 % of real time,
-or 13 ms per second of audio when a file is analysed as fast as possible. Loading the model
-takes about 60 ms.
+Its cost per frame is small for one live stream but adds up over many streams or a fast
+offline pass (benchmarks/README.md, "Stage costs").
 """
 
 from __future__ import annotations

@@ -52,8 +52,15 @@ def demo(args: argparse.Namespace) -> int:
         audio=AudioConfig(input_path=str(clip), fast=False),
     )
     from streamser.audio.sources import FileSource
+    from streamser.session.sink import session_sink_for
 
-    pipeline = Pipeline(cfg.validate(), load_for(cfg.model), FileSource(clip, realtime=True))
+    lg = cfg.logging
+    pipeline = Pipeline(
+        cfg.validate(),
+        load_for(cfg.model),
+        FileSource(clip, realtime=True),
+        sink=session_sink_for(lg.log, lg.log_dir, lg.record),
+    )
     if args.headless:
         return run_headless(pipeline)
     return run_dashboard(pipeline, title="streamser demo")

@@ -149,8 +149,16 @@ def listen(args: argparse.Namespace) -> int:
     except ModelError as e:
         raise ModelError(f"{e} ({DEMO_HINT.replace('them', 'the weights')})") from e
     from streamser.engine.pipeline import Pipeline
+    from streamser.session.sink import session_sink_for
 
-    pipeline = Pipeline(cfg, model, source, source_factory=reconnector(cfg.audio, source))
+    lg = cfg.logging
+    pipeline = Pipeline(
+        cfg,
+        model,
+        source,
+        sink=session_sink_for(lg.log, lg.log_dir, lg.record),
+        source_factory=reconnector(cfg.audio, source),
+    )
     if cfg.headless:
         return run_headless(pipeline)
     return run_dashboard(pipeline)
@@ -238,8 +246,9 @@ def print_summary(pipeline: Any, latencies: list[float]) -> None:
     if latencies:
         p50, p95 = np.percentile(latencies, [50, 95])
         parts.append(f"latency p50 {p50:.2f} s, p95 {p95:.2f} s, max {max(latencies):.2f} s")
-    if pipeline.logger is not None:
-        parts.append(f"session {pipeline.logger.path}")
-    if pipeline.log_error:
-        parts.append(pipeline.log_error)
+    status = pipeline.status()
+    if status.session_path is not None:
+        parts.append(f"session {status.session_path}")
+    if status.log_error:
+        parts.append(status.log_error)
     print("streamser: " + "; ".join(parts), file=sys.stderr)

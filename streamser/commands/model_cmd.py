@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from streamser.labels import DEMO_WARNING
 from streamser.model.loading import load_network, resolve_source
 from streamser.model.runtime import EmotionModel, resolve_compute
 
@@ -15,8 +16,7 @@ def model_info(args: argparse.Namespace) -> int:
     rows = [
         (
             "model",
-            info.name
-            + ("  [demo model: random weights, output is meaningless]" if info.demo else ""),
+            info.name + (f"  [{DEMO_WARNING}]" if info.demo else ""),
         ),
         ("source", info.kind + (f" @ {info.revision}" if info.revision else "")),
         ("config", info.config_path or "(built in)"),

@@ -87,8 +87,22 @@ class StreamAnalyzer:
         """Capture frames judged lost by the wall-clock gap detector (not seen as ring drops)."""
         self.nonfinite_samples = 0
         self.seq = 0
-        self.skipped_windows = 0
         self._finished = False
+
+    @property
+    def skipped_windows(self) -> int:
+        """Due windows not computed because a newer one was due; the windower counts them."""
+        return self.windower.windows_skipped
+
+    def skip(self, windows: int) -> None:
+        """Count due windows dropped by the caller (the live tail at the end of a stream)."""
+        self.windower.windows_skipped += windows
+
+    @property
+    def dropped_samples(self) -> int:
+        """Capture frames lost (ring overruns and gaps), in 16 kHz stream samples."""
+        lost = self.dropped_frames + self.gap_frames
+        return round(lost * SAMPLE_RATE_HZ / self.in_rate_hz)
 
     # -- audio in -----------------------------------------------------------------------
 
@@ -137,8 +151,7 @@ class StreamAnalyzer:
 
     def due_latest(self) -> Window | None:
         """The newest due window; older due ones are skipped and counted (live policy)."""
-        window, skipped = self.windower.pop_latest()
-        self.skipped_windows += skipped
+        window, _ = self.windower.pop_latest()
         return window
 
     def speech_fraction(self, window: Window) -> float | None:
@@ -210,7 +223,7 @@ class StreamAnalyzer:
             compute_s=compute_s if pred is not None else 0.0,
             latency_s=max(0.0, latency_s),
             skipped_windows=self.skipped_windows,
-            dropped_samples=self.dropped_frames + self.gap_frames,
+            dropped_samples=self.dropped_samples,
         )
         self.seq += 1
         return est

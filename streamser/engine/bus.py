@@ -2,10 +2,9 @@
 
 The inference thread publishes every estimate once; what each consumer needs differs:
 
-* a display wants only the newest item (:meth:`ResultBus.subscribe_latest`): older ones are
-  replaced, never queued, and counted as *coalesced*;
 * a cheap hand-off such as Textual's thread-safe ``post_message`` runs synchronously inside
-  ``publish`` (:meth:`ResultBus.subscribe_callback`);
+  ``publish`` (:meth:`ResultBus.subscribe_callback`); the dashboard coalesces on its side
+  (Textual messages that ``can_replace``), so a display never queues stale items;
 * a session logger needs every item in order (:meth:`ResultBus.subscribe_lossless`): a bounded
   queue drained by its own thread, where the publisher waits briefly rather than drop.
 
@@ -29,61 +28,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 FailureHandler = Callable[[str, BaseException], None]
-
-
-class LatestSlot(Generic[T]):
-    """Keep-newest slot for displays: one item deep, replaced on publish, never blocks.
-
-    Drop policy: *replace*. An item replaced before anyone read it (with :meth:`get` or
-    :meth:`take`) counts in :attr:`coalesced`.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._fresh = False
-        self._closed = False
-        self.delivered = 0
-        """Items placed in the slot."""
-        self.coalesced = 0
-        """Items replaced before they were read."""
-
-    def get(self) -> T | None:
-        """The newest item (kept in the slot), or None before the first one."""
-        with self._cond:
-            self._fresh = False
-            return self._item
-
-    def take(self) -> T | None:
-        """The newest item not yet taken, clearing the slot; None when there is none."""
-        with self._cond:
-            item, self._item, self._fresh = self._item, None, False
-            return item
-
-    def wait(self, timeout_s: float) -> bool:
-        """Wait until an unread item is present; False on timeout or when the bus closed."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._fresh or self._closed, timeout=timeout_s)
-            return self._fresh
-
-    def _put(self, item: T) -> None:
-        with self._cond:
-            if self._fresh:
-                self.coalesced += 1
-            self._item, self._fresh = item, True
-            self.delivered += 1
-            self._cond.notify_all()
-
-    def _close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def stats(self) -> dict[str, int]:
-        """Counters for the UI and meta.json."""
-        with self._cond:
-            return {"delivered": self.delivered, "coalesced": self.coalesced, "detached": 0}
 
 
 class _CallbackSubscription(Generic[T]):
@@ -260,15 +204,14 @@ class ResultBus(Generic[T]):
 
     Thread-safe: ``publish`` may be called from the inference thread while subscribers are
     added or read elsewhere; concurrent publishers are serialised so every subscriber sees
-    one order. Within ``publish``, latest slots and callbacks are served before lossless
-    queues, so a slow logger never delays the display.
+    one order. Within ``publish``, callbacks are served before lossless queues, so a slow
+    logger never delays the display.
     """
 
     def __init__(self, on_failure: FailureHandler | None = None) -> None:
         self._on_failure = on_failure
         self._lock = threading.Lock()
         self._publish_lock = threading.RLock()
-        self._latest: tuple[LatestSlot[T], ...] = ()
         self._callbacks: tuple[_CallbackSubscription[T], ...] = ()
         self._lossless: tuple[LosslessSubscription[T], ...] = ()
         self._names: set[str] = set()
@@ -287,14 +230,6 @@ class ResultBus(Generic[T]):
         if name in self._names:
             raise ValueError(f"a subscriber named {name!r} already exists")
         self._names.add(name)
-
-    def subscribe_latest(self, name: str) -> LatestSlot[T]:
-        """A keep-newest slot, for displays that render the latest state at their own rate."""
-        slot: LatestSlot[T] = LatestSlot(name)
-        with self._lock:
-            self._claim_name(name)
-            self._latest = (*self._latest, slot)
-        return slot
 
     def subscribe_callback(self, name: str, fn: Callable[[T], None]) -> None:
         """Run ``fn`` synchronously in ``publish``; it must be cheap and thread-safe.
@@ -338,9 +273,7 @@ class ResultBus(Generic[T]):
                     self.rejected_after_close += 1
                     return
                 self.published += 1
-                latest, callbacks, lossless = self._latest, self._callbacks, self._lossless
-            for slot in latest:
-                slot._put(item)
+                callbacks, lossless = self._callbacks, self._lossless
             for cb in callbacks:
                 cb._offer(item)
             for sub in lossless:
@@ -356,10 +289,8 @@ class ResultBus(Generic[T]):
             if self._closed:
                 return
             self._closed = True
-            latest, lossless = self._latest, self._lossless
+            lossless = self._lossless
         deadline = time.monotonic() + timeout_s
-        for slot in latest:
-            slot._close()
         for sub in lossless:
             sub._close(deadline)
 
@@ -382,7 +313,7 @@ class ResultBus(Generic[T]):
             log.exception("on_failure handler raised while announcing %r", name)
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Per subscriber: delivered, coalesced (latest) or dropped (others), detached 0/1."""
+        """Per subscriber: delivered, dropped, detached 0/1."""
         with self._lock:
-            subs = (*self._latest, *self._callbacks, *self._lossless)
+            subs = (*self._callbacks, *self._lossless)
         return {sub.name: sub.stats() for sub in subs}

@@ -26,6 +26,7 @@ from streamser.audio.ring import RingBuffer, RingReader
 from streamser.constants import SAMPLE_RATE_HZ
 from streamser.contracts import Estimate
 from streamser.engine.analyzer import StreamAnalyzer
+from streamser.engine.stats import RunStats
 
 log = logging.getLogger("streamser")
 
@@ -44,6 +45,7 @@ class InferenceWorker:
         ring: RingBuffer,
         reader: RingReader,
         publish: Callable[[Estimate], None],
+        stats: RunStats,
         *,
         lossless: bool,
         max_batch: int = 8,
@@ -54,6 +56,7 @@ class InferenceWorker:
         self.ring = ring
         self.reader = reader
         self.publish = publish
+        self.stats = stats
         self.lossless = lossless
         self.max_batch = max(1, max_batch)
         self.is_muted = is_muted
@@ -66,11 +69,6 @@ class InferenceWorker:
         self.finished = threading.Event()
         """Set when the stream ended and every remaining window was published (or on error)."""
         self.error: BaseException | None = None
-        self.muted_windows = 0
-        self.estimates = 0
-        self.compute_s_total = 0.0
-        self.last_latency_s: float | None = None
-        self.last_compute_s: float | None = None
         self._anchor: tuple[int, float] = (0, time.monotonic())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="streamser-inference", daemon=True)
@@ -89,10 +87,6 @@ class InferenceWorker:
         self._stop.set()
         if self._started and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def rebind(self, ring: RingBuffer, reader: RingReader, frame_offset: int) -> None:
         """Continue from a new capture ring (a reconnected device) at ``frame_offset``.
@@ -113,12 +107,14 @@ class InferenceWorker:
                 self.reader.wait(POLL_S)
                 self._drain()
                 self._compute()
+                self._sync()
                 if self.ring.closed and self.reader.available() == 0:
                     if self.awaits_reconnect():
                         self._rebound.wait(POLL_S)
                         self._rebound.clear()
                         continue
                     self._finish()
+                    self._sync()
                     return
         except Exception as e:  # reported by the pipeline; the thread must not die silently
             self.error = e
@@ -145,7 +141,7 @@ class InferenceWorker:
 
     def _compute(self) -> None:
         if self.is_muted():
-            self.muted_windows += len(self.analyzer.due_all())
+            self.stats.add_muted(len(self.analyzer.due_all()))
             return
         if self.lossless:
             due = self.analyzer.due_all()
@@ -161,10 +157,10 @@ class InferenceWorker:
     def _finish(self) -> None:
         tail = self.analyzer.finish()
         if self.is_muted():
-            self.muted_windows += len(tail)
+            self.stats.add_muted(len(tail))
             return
         if not self.lossless and len(tail) > 1:
-            self.analyzer.skipped_windows += len(tail) - 1
+            self.analyzer.skip(len(tail) - 1)
             tail = tail[-1:]
         for i in range(0, len(tail), self.max_batch):
             self._emit(self.analyzer.estimate(tail[i : i + self.max_batch]))
@@ -179,9 +175,21 @@ class InferenceWorker:
         return at - max(0.0, written - native_end) / rate
 
     def _emit(self, estimates: list[Estimate]) -> None:
+        self._sync()  # the counters an estimate carries are in the snapshot before it is seen
         for est in estimates:
-            self.estimates += 1
-            self.compute_s_total += est.compute_s
-            self.last_latency_s = est.latency_s
-            self.last_compute_s = est.compute_s
+            self.stats.record(est)
             self.publish(est)
+
+    def _sync(self) -> None:
+        a = self.analyzer
+        w = a.windower
+        self.stats.sync_stages(
+            windows_due=w.windows_emitted + w.windows_skipped,
+            skipped_windows=w.windows_skipped,
+            ring_dropped_frames=a.dropped_frames,
+            gap_frames=a.gap_frames,
+            nonfinite_samples=a.nonfinite_samples,
+            frames_in=a.frames_in,
+            stream_samples=w.samples_total,
+            vad_frames_evicted=a.vad.frames_evicted if a.vad is not None else 0,
+        )

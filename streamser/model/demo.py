@@ -11,10 +11,10 @@ import time
 import torch
 
 from streamser.contracts import ModelInfo
+from streamser.labels import DEMO_WARNING
 from streamser.model.exhubert import ExHubert, ExHubertConfig, count_parameters
 
 DEMO_SEED = 20240610
-DEMO_BANNER = "demo model: random weights, output is meaningless"
 DEMO_CONFIG = ExHubertConfig(
     hidden_size=32,
     num_hidden_layers=48,
@@ -73,6 +73,6 @@ def build_demo_network() -> tuple[ExHubert, ModelInfo]:
         torch.nn.init.normal_(model.classifier.weight, std=1.0)
     model = model.eval().requires_grad_(False)
     info = ModelInfo.random_weights(
-        "demo", DEMO_BANNER, count_parameters(model), time.perf_counter() - t0
+        "demo", DEMO_WARNING, count_parameters(model), time.perf_counter() - t0
     )
     return model, info

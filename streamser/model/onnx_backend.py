@@ -1,9 +1,8 @@
 """onnxruntime as an optional CPU backend (``--backend onnxruntime``).
 
 Why it exists: 90 % of a window's FLOPs are GEMMs of 149 rows (one window's frames) by
-1024-4096-wide weights. On the 2-core AVX2 machines streamser is measured on, onnxruntime's
-MLAS kernels run those faster than MKL does through torch: a window at batch 1 takes 1.21-1.25x
-less time, ~90 % of the machine's measured GEMM rate instead of ~73 % (benchmarks/README.md). Torch
+1024-4096-wide weights. On AVX2 CPUs onnxruntime's MLAS kernels run those closer to the
+machine's GEMM rate than MKL does through torch (figures in benchmarks/README.md). Torch
 stays the default: it needs no export, runs on GPUs, adapts its thread count to contention and
 offers int8.
 
@@ -213,8 +212,8 @@ class OnnxForward:
     The thread count is fixed when the session is made (onnxruntime cannot change it later),
     so the runtime's adaptive thread count does not apply to this backend. Its worker threads
     block instead of spinning while they wait: on 2 cores with another process keeping one
-    busy, a spinning pool took 2.85-2.95 s per window and a blocking one 2.52-2.58 s (as fast
-    as one thread), for 2-3 % more time on an idle machine (benchmarks/README.md).
+    busy, a spinning pool is slower than one thread, while blocking costs little on an idle
+    machine (benchmarks/README.md).
     """
 
     def __init__(self, path: Path, threads: int) -> None:

@@ -22,6 +22,7 @@ import torch
 
 from streamser.constants import BACKENDS, NUM_CLASSES, SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from streamser.contracts import ComputeInfo, ModelInfo
+from streamser.labels import DEMO_WARNING
 from streamser.model.affect import CLASS_NAMES, arousal_of, softmax, valence_of
 from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert
@@ -367,5 +368,5 @@ def load_model(
         em.use_onnxruntime()
     em.info = replace(info, load_s=(info.load_s or 0.0) + time.perf_counter() - t0)
     if info.demo:
-        log.warning("%s", "demo model: random weights, output is meaningless")
+        log.warning("%s", DEMO_WARNING)
     return em

@@ -16,7 +16,7 @@ from streamser.session.reader import is_session_dir
 from streamser.session.recorder import list_recording_segments
 
 
-def read_recording(session_dir: Path) -> NativeAudio:
+def recording_audio(session_dir: Path) -> NativeAudio:
     """The session's recorded audio; SessionError when it recorded none."""
     segments = list_recording_segments(session_dir)
     if not segments:
@@ -31,4 +31,4 @@ def read_recording(session_dir: Path) -> NativeAudio:
 
 def open_native_audio(path: Path) -> NativeAudio:
     """A session directory's recording, or an audio file; errors are one line."""
-    return read_recording(path) if is_session_dir(path) else read_audio_file(path)
+    return recording_audio(path) if is_session_dir(path) else read_audio_file(path)

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamser.labels import DEMO_WARNING
 from streamser.session.catalog import (
     affect_stats,
     format_duration,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 SUPPORTED_SUFFIXES = (".png", ".html")
 FIGURE_SIZE_PX = (1600, 1000)
 FIGURE_DPI = 100
-DEMO_WARNING = "demo model: random weights, output is meaningless"
 DERIVED_NOTE = (
     "Arousal and valence are derived quantities, computed from the model's class "
     "probabilities; they are not measurements of what anyone felt."

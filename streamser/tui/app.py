@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterable
-from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -61,6 +60,7 @@ KEY_HELP: tuple[tuple[str, str], ...] = (
     ("m", "mark an event with a note (Enter saves, Escape cancels)"),
     ("+ / -", "longer / shorter time range (30 s, 1, 2, 5, 10 min)"),
     ("t", "dark / light theme"),
+    ("s", "save a screenshot (SVG) into the session directory"),
     ("?", "this help (Escape closes it)"),
 )
 """What the help screen lists; kept beside ``BINDINGS`` so the two agree."""
@@ -128,7 +128,7 @@ class MarkScreen(ModalScreen[str | None]):
 class DashboardApp(App[None]):
     """The live dashboard. It owns the controller's lifecycle: start on mount, stop on quit.
 
-    Public state read by tests and by :func:`capture_dashboard_svg`: ``history``, ``received``,
+    Public state read by tests: ``history``, ``received``,
     ``paused`` and ``range_s``.
     """
 
@@ -148,6 +148,7 @@ class DashboardApp(App[None]):
         Binding("plus,equals_sign", "change_range(1)", "range +", show=False),
         Binding("minus", "change_range(-1)", "range -", show=False),
         Binding("t", "toggle_theme", "theme", show=False),
+        Binding("s", "screenshot", "screenshot", show=False),
     ]
     CSS = """
     #main { height: 1fr; }
@@ -342,6 +343,16 @@ class DashboardApp(App[None]):
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
+    def action_screenshot(self) -> None:
+        """Save the screen as SVG into the session directory (or the working directory)."""
+        folder = self.controller.status().session_path or "."
+        try:
+            path = self.save_screenshot(path=folder)
+        except OSError as e:
+            self.notify(f"screenshot not saved: {e}", severity="error", timeout=5)
+            return
+        self.notify(f"screenshot saved: {path}", timeout=5)
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -359,54 +370,3 @@ class DashboardApp(App[None]):
 def make_app(controller: DashboardController, *, title: str = "streamser") -> DashboardApp:
     """The dashboard for ``controller``; ``main`` runs it, tests drive it with Pilot."""
     return DashboardApp(controller, title=title)
-
-
-async def capture_dashboard_svg(
-    controller: DashboardController,
-    path: Path,
-    *,
-    size: tuple[int, int] = (100, 30),
-    title: str = "streamser",
-    min_estimates: int = 0,
-    timeout_s: float = 30.0,
-) -> Path:
-    """Run the dashboard headless at ``size`` (columns, rows) and save an SVG screenshot.
-
-    Waits until at least ``min_estimates`` estimates arrived (or ``timeout_s`` passed), so a live
-    pipeline has something to show; a replay's history is there from the start. The controller
-    is started and stopped as in a normal run.
-    """
-    app = make_app(controller, title=title)
-    async with app.run_test(size=size) as pilot:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while app.received < min_estimates and loop.time() < deadline:
-            await pilot.pause(0.1)
-        app.draw_frame()
-        await pilot.pause()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        app.save_screenshot(filename=path.name, path=str(path.parent))
-    return path
-
-
-def save_dashboard_svg(
-    controller: DashboardController,
-    path: Path,
-    *,
-    size: tuple[int, int] = (100, 30),
-    title: str = "streamser",
-    min_estimates: int = 0,
-    timeout_s: float = 30.0,
-) -> Path:
-    """Blocking form of :func:`capture_dashboard_svg`, for the command line."""
-    return asyncio.run(
-        capture_dashboard_svg(
-            controller,
-            path,
-            size=size,
-            title=title,
-            min_estimates=min_estimates,
-            timeout_s=timeout_s,
-        )
-    )

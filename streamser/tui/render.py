@@ -7,8 +7,8 @@ changed, so a refresh that changes nothing costs a tuple comparison.
 A picture made with :class:`TextBuilder` is handed to Textual as ready-made lines of segments
 (:meth:`CachedRender.render_line`) instead of a ``Text`` for Textual to parse: converting a plot
 with a few hundred styled runs (one per shaded non-speech stretch per row) through Textual's
-``Content`` took 30-40 ms of CPU per plot per frame, eight times what drawing it took, because
-every run gets a style object of its own. Runs that share a style share one here.
+``Content`` cost several times what drawing it took, because every run gets a style object of
+its own (benchmarks/dashboard.md). Runs that share a style share one here.
 """
 
 from __future__ import annotations
@@ -130,8 +130,8 @@ class StyledWidget(Widget):
         ``$text-muted``): an ``auto`` colour in a component class resolves against no background
         and comes out white, unreadable in a light theme.
 
-        Kept until the CSS changes: resolving one took about 0.1 ms, a third of a plot's
-        drawing time, and the same style object each time lets runs share their styles."""
+        Kept until the CSS changes: resolving one is a sizeable share of a plot's drawing time,
+        and the same style object each time lets runs share their styles."""
         key = (self.app.theme, component)
         style = self._styles.get(key)
         if style is None:

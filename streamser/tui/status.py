@@ -18,6 +18,7 @@ from rich.text import Text
 from textual.geometry import Size
 
 from streamser.contracts import StatusSnapshot
+from streamser.labels import DEMO_WARNING
 from streamser.tui.render import CachedRender, TextBuilder
 
 LEVEL_FLOOR_DBFS = -60.0
@@ -133,6 +134,11 @@ def status_fields(s: StatusSnapshot, *, received: int) -> list[StatusField]:
         StatusField(f"lag {lag}"),
         StatusField(f"skipped {s.skipped_windows} win", "warning" if s.skipped_windows else None),
         StatusField(f"dropped {s.dropped_samples} smp", "error" if s.dropped_samples else None),
+        *(
+            [StatusField(f"rec lost {s.recorder_dropped_frames} fr", "error")]
+            if s.recorder_dropped_frames
+            else []
+        ),
         StatusField(f"estimates {received}"),
         StatusField(f"session: {s.session_path or '—'}"),
     ]
@@ -277,7 +283,7 @@ def status_banners(s: StatusSnapshot, state: BannerState) -> tuple[Banner, ...]:
         stopped = s.log_error.startswith("logging stopped")
         out.append(Banner("error", s.log_error if stopped else f"logging stopped: {s.log_error}"))
     if s.demo_model:
-        out.append(Banner("warning", "demo model: random weights, output is meaningless"))
+        out.append(Banner("warning", DEMO_WARNING))
     if s.silence_warning:
         out.append(Banner("warning", s.silence_warning))
     if s.finished:
