@@ -45,6 +45,7 @@ PY_SOURCES := streamser tests benchmarks
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/mypy
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format $(PY_SOURCES)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -342,7 +342,7 @@ class _ReplaySource:
         self._stop = threading.Event()
         self._lifecycle = threading.Lock()
 
-    def _blocks(self) -> Iterator[np.ndarray]:
+    def _blocks(self) -> Generator[np.ndarray, None, None]:
         """Yield ``(n, channels)`` float32 blocks of at most ``block_frames`` frames, in order."""
         raise NotImplementedError
 
@@ -420,7 +420,7 @@ class FileSource(_ReplaySource):
         super().__init__(sample_rate_hz, channels, str(self.path), realtime, block_s)
         self.total_frames: int = total_frames
 
-    def _blocks(self) -> Iterator[np.ndarray]:
+    def _blocks(self) -> Generator[np.ndarray, None, None]:
         buffer = np.empty((self.block_frames, self.channels), dtype=np.float32)
         with soundfile.SoundFile(self.path) as f:
             while True:
@@ -479,6 +479,6 @@ class ArraySource(_ReplaySource):
         self._samples = np.ascontiguousarray(array)
         self.total_frames: int = array.shape[0]
 
-    def _blocks(self) -> Iterator[np.ndarray]:
+    def _blocks(self) -> Generator[np.ndarray, None, None]:
         for first in range(0, self.total_frames, self.block_frames):
             yield self._samples[first : first + self.block_frames]

@@ -315,5 +315,8 @@ class ResultBus(Generic[T]):
     def stats(self) -> dict[str, dict[str, int]]:
         """Per subscriber: delivered, dropped, detached 0/1."""
         with self._lock:
-            subs = (*self._callbacks, *self._lossless)
+            subs: tuple[_CallbackSubscription[T] | LosslessSubscription[T], ...] = (
+                *self._callbacks,
+                *self._lossless,
+            )
         return {sub.name: sub.stats() for sub in subs}

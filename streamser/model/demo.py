@@ -7,6 +7,7 @@ It lets a newcomer run the whole pipeline (and the test suite run it end to end)
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
 import torch
 
@@ -54,10 +55,9 @@ def random_network(cfg: ExHubertConfig, seed: int = 0) -> ExHubert:
             else:
                 p.normal_(0.0, 0.02, generator=gen)
         conv = model.hubert.encoder.pos_conv_embed.conv
-        v = conv.parametrizations.weight.original1
-        conv.parametrizations.weight.original0.copy_(
-            torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True)
-        )
+        weight_norm = cast(Any, conv).parametrizations.weight
+        v = weight_norm.original1
+        weight_norm.original0.copy_(torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True))
     return model.eval().requires_grad_(False)
 
 

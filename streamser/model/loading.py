@@ -120,6 +120,8 @@ def _hub_source(repo_id: str, revision: str | None, expected_sha256: str | None)
             break
     if weights is None:
         weights = hub_file(repo_id, "pytorch_model.bin", rev)
+    if config is None or weights is None:  # only a cached_only look-up may find nothing
+        raise ModelError(f"{repo_id}: the hub returned no config.json or weights file")
     expected = expected_sha256
     if expected is None:
         blob = weights.resolve().name

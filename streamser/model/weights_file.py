@@ -136,7 +136,7 @@ def write_safetensors(
                 t = tensors[name].detach().contiguous().reshape(-1)
                 if t.dtype == torch.bfloat16:
                     t = t.view(torch.int16)
-                data = memoryview(t.numpy()).cast("B")
+                data = t.numpy().data.cast("B")
                 f.write(data)
                 update(len(data))
             f.flush()

@@ -282,7 +282,8 @@ def summary_rows(session: SessionData) -> list[tuple[str, str]]:
     """The facts shown beside the figure in the HTML report."""
     meta = session.meta
     stats = affect_stats(session.estimates)
-    counters = meta.get("counters") if isinstance(meta.get("counters"), dict) else {}
+    found = meta.get("counters")
+    counters: dict[str, Any] = found if isinstance(found, dict) else {}
     rows = [
         ("Session", session.session_id),
         ("Start", str(meta.get("start_time", "unknown"))),

@@ -133,7 +133,7 @@ class DashboardApp(App[None]):
     """
 
     ENABLE_COMMAND_PALETTE = False
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+    HORIZONTAL_BREAKPOINTS = [  # noqa: RUF012 (Textual declares it an instance attribute)
         (0, "-narrow"),
         (120, "-wide"),
     ]
@@ -148,7 +148,7 @@ class DashboardApp(App[None]):
         Binding("plus,equals_sign", "change_range(1)", "range +", show=False),
         Binding("minus", "change_range(-1)", "range -", show=False),
         Binding("t", "toggle_theme", "theme", show=False),
-        Binding("s", "screenshot", "screenshot", show=False),
+        Binding("s", "save_screenshot", "screenshot", show=False),
     ]
     CSS = """
     #main { height: 1fr; }
@@ -343,7 +343,7 @@ class DashboardApp(App[None]):
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
-    def action_screenshot(self) -> None:
+    def action_save_screenshot(self) -> None:
         """Save the screen as SVG into the session directory (or the working directory)."""
         folder = self.controller.status().session_path or "."
         try:

@@ -7,7 +7,7 @@ without a second time plot.
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from rich.style import Style
@@ -24,9 +24,12 @@ class CircumplexView(CachedRender):
     """Seconds of stream time the trail covers."""
     FADE_LEVELS = 4
 
-    COMPONENT_CLASSES = frozenset(
-        {"circumplex--title", "circumplex--axis", "circumplex--label", "circumplex--point"}
-    )
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "circumplex--title",
+        "circumplex--axis",
+        "circumplex--label",
+        "circumplex--point",
+    }
     DEFAULT_CSS = """
     CircumplexView { height: 1fr; min-height: 5; }
     CircumplexView > .circumplex--title { text-style: bold; }

@@ -6,7 +6,7 @@ value means a confident middle class or a split between two extremes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,9 +29,12 @@ def bar(fraction: float, width: int) -> str:
 class ClassBars(CachedRender):
     """The six class probabilities as bars named by arousal x valence; the top class stands out."""
 
-    COMPONENT_CLASSES = frozenset(
-        {"classbars--title", "classbars--name", "classbars--bar", "classbars--top"}
-    )
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "classbars--title",
+        "classbars--name",
+        "classbars--bar",
+        "classbars--top",
+    }
     DEFAULT_CSS = """
     ClassBars { height: 7; }
     ClassBars > .classbars--title { text-style: bold; }

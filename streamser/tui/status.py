@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rich.text import Text
 from textual.geometry import Size
@@ -34,9 +34,14 @@ figure that means "no signal" rather than a level (and would not fit the number 
 class LevelMeter(CachedRender):
     """Input level in dBFS on one row, coloured by headroom, with a clipping flag."""
 
-    COMPONENT_CLASSES = frozenset(
-        {"meter--label", "meter--ok", "meter--warn", "meter--hot", "meter--clip", "meter--track"}
-    )
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "meter--label",
+        "meter--ok",
+        "meter--warn",
+        "meter--hot",
+        "meter--clip",
+        "meter--track",
+    }
     DEFAULT_CSS = """
     LevelMeter { height: 1; }
     LevelMeter > .meter--label { color: $foreground 60%; }
@@ -195,7 +200,7 @@ def pack_fields(
 class StatusPanel(CachedRender):
     """Device, model, timing, counters, recording and logging state: wrapped at field boundaries."""
 
-    COMPONENT_CLASSES = frozenset({"status--sep", "status--warning", "status--error"})
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"status--sep", "status--warning", "status--error"}
     DEFAULT_CSS = """
     StatusPanel { height: auto; color: $text-muted; }
     StatusPanel > .status--sep { color: $foreground 35%; }
@@ -299,7 +304,7 @@ def status_banners(s: StatusSnapshot, state: BannerState) -> tuple[Banner, ...]:
 class BannerStack(CachedRender):
     """One highlighted line per active banner; takes no space when there is none."""
 
-    COMPONENT_CLASSES = frozenset({"banner--info", "banner--warning", "banner--error"})
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"banner--info", "banner--warning", "banner--error"}
     DEFAULT_CSS = """
     BannerStack { height: auto; }
     BannerStack > .banner--info { background: $primary 30%; color: $foreground; }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from itertools import groupby
+from typing import ClassVar
 
 import numpy as np
 from rich.style import Style
@@ -39,17 +40,15 @@ from streamser.tui.track import Series, TrackView
 class TrajectoryPlot(StyledWidget):
     """One derived dimension over time: faint raw dots, a bold smoothed line, shaded non-speech."""
 
-    COMPONENT_CLASSES = frozenset(
-        {
-            "trajectory--title",
-            "trajectory--axis",
-            "trajectory--grid",
-            "trajectory--raw",
-            "trajectory--smooth",
-            "trajectory--nonspeech",
-            "trajectory--nonspeech-mark",
-        }
-    )
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "trajectory--title",
+        "trajectory--axis",
+        "trajectory--grid",
+        "trajectory--raw",
+        "trajectory--smooth",
+        "trajectory--nonspeech",
+        "trajectory--nonspeech-mark",
+    }
     DEFAULT_CSS = """
     TrajectoryPlot { height: 1fr; min-height: 5; }
     TrajectoryPlot > .trajectory--title { text-style: bold; }
