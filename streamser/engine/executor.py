@@ -173,7 +173,7 @@ class Executor:
         # A copy: the caller may reuse its buffer before the batch runs.
         rows = np.array(windows, dtype=np.float32, copy=True)
         requests = [_Request(row, key) for row in rows]
-        finite = np.isfinite(rows).all(axis=1)
+        finite = [bool(np.isfinite(row).all()) for row in rows]
         accepted = [r for r, ok in zip(requests, finite) if ok]
         superseded: list[Future[np.ndarray]] = []
         with self._lock:
