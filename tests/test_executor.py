@@ -344,3 +344,16 @@ def test_an_unexpected_error_fails_pending_futures_and_closes() -> None:
     assert ex.stop()
     assert ex.stats().failed == 2
     assert_books_balance(ex)
+
+
+def test_stop_from_a_done_callback_still_drains() -> None:
+    model = EchoModel()
+    ex = Executor(model, ExecutorConfig(max_batch=1))
+    futures = ex.submit_many(np.stack([window_with_id(i) for i in range(3)]))
+    stopped: list[bool] = []
+    futures[0].add_done_callback(lambda _: stopped.append(ex.stop(drain=True)))
+    ex.start()
+    assert [result(f)[0] for f in futures] == [0, 1, 2]
+    ex._thread.join(WAIT_S)
+    assert stopped == [True] and not ex.alive
+    assert_books_balance(ex)

@@ -121,7 +121,9 @@ class Executor:
             self._not_empty.notify_all()
             self._not_full.notify_all()
         _cancel(cancelled)
-        if self._started and self._thread is not threading.current_thread():
+        if self._thread is threading.current_thread():
+            return True  # from a done-callback: the loop ends by itself once it returns
+        if self._started:
             self._thread.join(timeout_s)
         if not self._thread.is_alive():
             return True
