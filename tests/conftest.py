@@ -24,6 +24,19 @@ def require_tools(*tools: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``requires_cuda`` tests run wherever torch sees a CUDA GPU and skip, saying so, elsewhere.
+
+    torch is imported only for such a test, so other tests do not pay its import time.
+    """
+    if item.get_closest_marker("requires_cuda") is None:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("requires_cuda: torch sees no CUDA GPU on this machine")
+
+
 @pytest.fixture
 def tiny_model_dir() -> Path:
     """The tiny random-weight ExHuBERT checkpoint (parametrized weight-norm naming)."""

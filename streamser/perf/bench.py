@@ -12,8 +12,8 @@ What it measures, for the full-size architecture with seeded random weights (or 
 * optionally int8 dynamic quantisation, its speed and its deviation from fp32;
 * optionally the onnxruntime backend (CPU, fp32): export time and memory, its speed,
   alternated run by run with torch at the baseline's batch sizes, and its logit difference;
-* on a GPU, fp16 with SDPA, a CUDA-graph replay of the fixed input shape, and fp16 against
-  fp32 on the bundled fixture.
+* on a GPU, fp16 with SDPA, bucketed CUDA-graph replays of the fixed input shape
+  (:mod:`streamser.model.cuda_graphs`), and fp16 against fp32 on the bundled fixture.
 
 The device's peak is measured the same way every time: on a CPU a 2048^3 fp32 matmul on all
 threads, on a GPU an 8192^3 fp16 matmul, best of 10 after 3 warm-ups. Other processes on the
@@ -41,6 +41,7 @@ import torch
 from streamser.constants import WINDOW_SAMPLES
 from streamser.contracts import ModelInfo
 from streamser.model.affect import softmax
+from streamser.model.cuda_graphs import GraphedForward, bucket_for
 from streamser.model.demo import DEMO_CONFIG, random_network
 from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert, ExHubertConfig
@@ -664,43 +665,6 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = lambda _: None) -
 # Written for a CUDA machine (fp16, SDPA flash attention, CUDA graphs); a CPU never runs it.
 
 
-class GraphedForward:
-    """Replays one captured CUDA graph of the network for a fixed (batch, 48000) input.
-
-    A 3 s window always has the same shape, so the whole forward pass (about 600 kernels) can
-    be captured once per batch size and replayed without per-kernel launch costs. The fp16 NaN
-    guard stays: a non-finite output is recomputed by :class:`EmotionModel`, which switches to
-    fp32 for good, and the graph is not used again.
-    """
-
-    def __init__(self, em: EmotionModel, batch: int) -> None:
-        self.em = em
-        net, device = em.network, em.device
-        self.static_in = torch.zeros(batch, WINDOW_SAMPLES, device=device, dtype=em.dtype)
-        self.graph = torch.cuda.CUDAGraph()
-        self.fallbacks = 0
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.inference_mode():
-            with torch.cuda.stream(side):
-                for _ in range(3):  # pick kernels and fill the derived-weight caches
-                    net(self.static_in)
-            torch.cuda.current_stream(device).wait_stream(side)
-            with torch.cuda.graph(self.graph):
-                self.static_out = net(self.static_in)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.fallbacks:
-            return self.em.logits(x)
-        self.static_in.copy_(torch.from_numpy(x).to(self.static_in.device, self.static_in.dtype))
-        self.graph.replay()
-        out = self.static_out.float().cpu().numpy()
-        if not np.isfinite(out).all():
-            self.fallbacks += 1
-            return self.em.logits(x)
-        return out
-
-
 def gpu_stages(
     em: EmotionModel,
     sizes: Sequence[int],
@@ -709,26 +673,46 @@ def gpu_stages(
     cuda_graphs: bool,
     say: Callable[[str], None],
 ) -> tuple[list[Timing], dict[str, Any]]:
-    """CUDA-graph replays per batch size, and fp16 against fp32 on the bundled fixture."""
+    """Bucketed CUDA-graph replays (:mod:`streamser.model.cuda_graphs`) at every batch size,
+    and fp16 against fp32 on the bundled fixture.
+
+    One set of buckets serves every size; a size between buckets is padded up to the next,
+    and its timing includes the padding, as it would in use.
+    """
     rows: list[Timing] = []
     graphs: list[dict[str, Any]] = []
-    for b in sizes if cuda_graphs else ():
-        say(f"fp16 + CUDA graph: batch {b} x {rig.repeats}")
-        graphed = GraphedForward(em, b)
+    capture: dict[str, Any] | None = None
+    if cuda_graphs:
+        graphed = GraphedForward.for_model(em, max_batch=max(sizes))
+        say(f"capturing CUDA graphs for batch buckets {graphed.buckets}, largest first")
+        reset_peak_memory(rig.device)
+        t0 = time.perf_counter()
+        graphed.capture()
+        capture = {
+            "buckets": list(graphed.buckets),
+            "capture_s": time.perf_counter() - t0,
+            "peak_memory_bytes": peak_memory_bytes(rig.device),
+        }
         name = f"CUDA graph {em.describe()}"
-        timing, logits = time_paths({name: graphed}, b, rig)[name]
-        rows.append(timing)
-        graphs.append(
-            {
-                "batch": b,
-                "max_abs_logit_diff_vs_eager": _max_abs(logits, optimised[b]),
-                "fp16_fallbacks": graphed.fallbacks,
-            }
-        )
+        for b in sizes:
+            say(f"fp16 + CUDA graph: batch {b} x {rig.repeats}")
+            fallbacks = graphed.fallbacks
+            timing, logits = time_paths({name: graphed}, b, rig)[name]
+            rows.append(timing)
+            graphs.append(
+                {
+                    "batch": b,
+                    "bucket": bucket_for(min(b, graphed.buckets[-1]), graphed.buckets),
+                    "max_abs_logit_diff_vs_eager": _max_abs(logits, optimised[b]),
+                    "fp16_fallbacks": graphed.fallbacks - fallbacks,
+                }
+            )
+        capture["generations"] = graphed.generation
+        graphed.release()
         del graphed
-        torch.cuda.empty_cache()
     return rows, {
         "cuda_graphs": graphs,
+        "cuda_graph_capture": capture,
         "fp16_fallbacks": em.fp16_fallbacks,
         "fixture_fp16_vs_fp32": fixture_deviation("cuda", None),
     }
