@@ -189,3 +189,30 @@ def test_stop_is_idempotent_and_keeps_every_computed_estimate(
     assert session.clean
     assert len(session.estimates) == len(got) == session.meta["counters"]["estimates"]
     assert len(got) < windows_for(len(x), 1.0, 1.0)  # it really stopped early
+
+
+class ThreadRecorder(DelegatingModel):
+    """Records which thread ran each forward pass."""
+
+    def __init__(self, inner: EmotionModel) -> None:
+        super().__init__(inner)
+        self.threads: set[str] = set()
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        return self.inner.logits(inputs)
+
+
+def test_only_the_executor_thread_runs_the_model(demo: EmotionModel) -> None:
+    rate = 16_000
+    x = np.random.default_rng(3).standard_normal(rate * 8).astype(np.float32) * 0.1
+    cfg = ListenConfig(logging=LogConfig(log=False), windows=WindowConfig(vad=False))
+    model = ThreadRecorder(demo)
+    pipeline = Pipeline(cfg, model, ArraySource(x, rate, realtime=False), max_batch=4)
+    got = _collect(pipeline)
+    with pipeline:
+        assert pipeline.wait(60)
+    assert len(got) == windows_for(len(x), 1.0, 1.0)
+    assert model.threads == {"streamser-executor"}
+    stats = pipeline.executor.stats()
+    assert stats.windows_run == len(got) and max(stats.batch_sizes) > 1

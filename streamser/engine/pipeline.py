@@ -25,6 +25,8 @@ from streamser.constants import SAMPLE_RATE_HZ
 from streamser.contracts import AnalysisModel, Estimate, StatusSnapshot
 from streamser.engine.analyzer import StreamAnalyzer
 from streamser.engine.bus import ResultBus
+from streamser.engine.executed_model import ExecutedModel
+from streamser.engine.executor import Executor, ExecutorConfig
 from streamser.engine.sinks import RunContext, RunSink, SinkStatus
 from streamser.engine.stats import RunStats
 from streamser.engine.supervisor import Commit, DeviceSupervisor, SourceFactory
@@ -55,14 +57,18 @@ class Pipeline:
         vad: SpeechDetector | None = None,
         max_batch: int = 8,
         source_factory: SourceFactory | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.cfg, self.model, self.source, self.sink = cfg, model, source, sink
+        self._owns_executor = executor is None
+        self.executor = executor or Executor(model, ExecutorConfig(max_batch=max(1, max_batch)))
+        """The one thread that runs the model; shared when the caller passes one in."""
         self.stats = RunStats(source.sample_rate_hz)
         self.bus: ResultBus[Estimate] = ResultBus(on_failure=self._on_consumer_failure)
         if cfg.windows.vad and vad is None:
             vad = SpeechDetector()
         self.analyzer = StreamAnalyzer(
-            model,
+            ExecutedModel(self.executor, model),
             cfg.windows,
             source.sample_rate_hz,
             vad,
@@ -121,6 +127,8 @@ class Pipeline:
                         self._awaits_reconnect,
                     )
                 )
+            if self._owns_executor:
+                self.executor.start()
             self.worker.start()
             self.source.start(self.ring)
             if self.supervisor is not None:
@@ -138,6 +146,8 @@ class Pipeline:
             self.source.stop()
             self.ring.close()
             self.worker.stop()
+            if self._owns_executor:
+                self.executor.stop(drain=True)
             self.bus.close()
             if self.sink is not None:
                 self.sink.close(self.counters())
