@@ -126,8 +126,8 @@ def stop_on_signals(
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 DEMO_HINT = "to see streamser work without them: streamser demo"

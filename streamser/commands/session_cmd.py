@@ -72,8 +72,12 @@ def replay(args: argparse.Namespace) -> int:
     with stop_on_signals(stop):
         previous: float | None = None
         for est in session.estimates:
-            paced = previous is not None and speed > 0 and math.isfinite(speed)
-            if paced and stop.wait(max(0.0, (est.t_end_s - previous) / speed)):
+            paced = speed > 0 and math.isfinite(speed)
+            if (
+                previous is not None
+                and paced
+                and stop.wait(max(0.0, (est.t_end_s - previous) / speed))
+            ):
                 break
             if stop.is_set():
                 break

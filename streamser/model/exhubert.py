@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -250,8 +250,17 @@ class FeatureProjection(nn.Module):
         return self.projection(x)
 
 
+class _WeightNormParams(nn.Module):
+    """A bare holder of g and v, so state-dict names follow torch's weight-norm layout."""
+
+    original0: nn.Parameter
+    original1: nn.Parameter
+
+
 class _Params(nn.Module):
-    """A bare holder of parameters, so state-dict names follow torch's weight-norm layout."""
+    """The ``parametrizations`` level of torch's weight-norm layout."""
+
+    weight: _WeightNormParams
 
 
 class WeightNormConv1d(nn.Module):
@@ -270,7 +279,7 @@ class WeightNormConv1d(nn.Module):
         self.padding = kernel // 2
         self.groups = groups
         self.parametrizations = _Params()
-        self.parametrizations.weight = _Params()
+        self.parametrizations.weight = _WeightNormParams()
         w = self.parametrizations.weight
         w.original0 = nn.Parameter(torch.empty(1, 1, kernel))
         w.original1 = nn.Parameter(torch.empty(channels, channels // groups, kernel))
@@ -500,9 +509,13 @@ class ExHubert(nn.Module):
         self.projector = nn.Linear(cfg.hidden_size, cfg.classifier_proj_size)
         self.classifier = nn.Linear(cfg.classifier_proj_size, cfg.num_labels)
 
+    def encoder_layers(self) -> list[EncoderLayer]:
+        """The 48 layers, typed (a ``ModuleList`` yields plain modules)."""
+        return [cast(EncoderLayer, layer) for layer in self.hubert.encoder.layers]
+
     def set_attention(self, impl: AttentionImpl) -> None:
         """Choose SDPA (fused, default) or the eager reference math for every layer."""
-        for layer in self.hubert.encoder.layers:
+        for layer in self.encoder_layers():
             layer.attention.impl = impl
 
     def fuse_qkv(self, enabled: bool = True) -> bool:
@@ -510,7 +523,7 @@ class ExHubert(nn.Module):
 
         Returns whether every layer could fuse.
         """
-        return all([layer.attention.fuse_qkv(enabled) for layer in self.hubert.encoder.layers])
+        return all([layer.attention.fuse_qkv(enabled) for layer in self.encoder_layers()])
 
     def set_fast_paths(self, enabled: bool) -> None:
         """``False`` runs the plain reference math throughout, for benchmarks and checks:
@@ -521,11 +534,11 @@ class ExHubert(nn.Module):
         Switching costs nothing: no weight is copied.
         """
         self.set_attention("sdpa" if enabled else "eager")
-        for layer in self.hubert.encoder.layers:
+        for layer in self.encoder_layers():
             layer.attention.use_fused = enabled
             layer.feed_forward.fast = enabled
-        for layer in self.hubert.feature_extractor.conv_layers:
-            layer.fast = enabled
+        for conv in self.hubert.feature_extractor.conv_layers:
+            cast(ConvLayer, conv).fast = enabled
         self.hubert.encoder.pos_conv_embed.conv.cache = enabled
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:

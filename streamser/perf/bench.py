@@ -493,7 +493,7 @@ def optimised_and_baseline(
     optimised: dict[int, np.ndarray] = {}
     comparison: list[dict[str, Any]] = []
     for b in sizes:
-        paths = {fast_name: em.logits}
+        paths: dict[str, Callable[[np.ndarray], np.ndarray]] = {fast_name: em.logits}
         if base_net is not None and b in baseline_sizes:
             paths[base_name] = plain_forward(base_net, device)
         say(f"{' and '.join(paths)}: batch {b} x {rig.repeats}")
