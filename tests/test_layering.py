@@ -5,11 +5,13 @@ Every import counts, including those inside functions (a lazy import is still a 
 Layers, from the bottom up:
 
 0. shared types and settings: ``constants``, ``version``, ``errors``, ``labels``,
-   ``resampling``, ``contracts``, ``config``, ``assets``;
+   ``resampling``, ``contracts``, ``config``, ``settings``, ``console``, ``assets``;
 1. ``audio`` and ``model`` (neither imports the other);
 2. ``engine`` and ``perf``;
 3. ``tui``, ``session``, ``server``, ``outputs``;
-4. ``commands``, ``cli``, ``__main__`` and the package's own ``__init__`` (the public API).
+4. ``commands`` and the package's own ``__init__`` (the public API);
+5. ``cli``, which hands each command line to one command;
+6. ``__main__``, which runs the ``cli``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from tests.conftest import ROOT_DIR
 
 PACKAGE = ROOT_DIR / "streamser"
 
-BOTTOM = {"constants", "version", "errors", "labels", "resampling", "contracts", "config", "assets"}
+BOTTOM = {
+    *("constants", "version", "errors", "labels", "resampling", "contracts", "config"),
+    *("settings", "console", "assets"),
+}
 LAYER_OF: dict[str, int] = {
     **dict.fromkeys(BOTTOM, 0),
     "audio": 1,
@@ -35,8 +40,8 @@ LAYER_OF: dict[str, int] = {
     "server": 3,
     "outputs": 3,
     "commands": 4,
-    "cli": 4,
-    "__main__": 4,
+    "cli": 5,
+    "__main__": 6,
     "__init__": 4,
 }
 

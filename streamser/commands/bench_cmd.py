@@ -13,7 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from streamser.constants import BACKENDS
+from streamser.config import ConfigError
+from streamser.console import write_out
+from streamser.constants import BACKENDS, COMPUTE_CHOICES, QUANTIZE_CHOICES
+from streamser.errors import StreamserError
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -44,11 +47,11 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compute",
         default="auto",
-        choices=("auto", "cpu", "cuda", "mps"),
+        choices=COMPUTE_CHOICES,
         help="device (default: auto = cuda, then mps, then cpu)",
     )
     p.add_argument(
-        "--quantize", choices=("int8",), help="also time int8 dynamic quantisation (CPU)"
+        "--quantize", choices=QUANTIZE_CHOICES, help="also time int8 dynamic quantisation (CPU)"
     )
     p.add_argument(
         "--backend",
@@ -78,9 +81,9 @@ def bench(args: argparse.Namespace) -> int:
     from streamser.perf.bench import BenchOptions, run_bench
     from streamser.perf.report import format_report
 
-    if args.repeats is not None and args.repeats < 1:
-        print("streamser: error: --repeats must be at least 1", file=sys.stderr)
-        return 2
+    for flag, value in (("--repeats", args.repeats), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value} is out of range: use 1 or more")
     opts = BenchOptions(
         quick=args.quick,
         batch_sizes=args.batch_sizes,
@@ -95,12 +98,12 @@ def bench(args: argparse.Namespace) -> int:
         onnxruntime=args.backend == "onnxruntime",
     )
     report = run_bench(opts, say=lambda m: print(f"streamser bench: {m}", file=sys.stderr))
-    print(format_report(report))
+    write_out(format_report(report))
     if args.json:
-        path = Path(args.json)
+        path = Path(args.json).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        print(f"\nJSON written to {path}")
+        write_out(f"\nJSON written to {path}")
     return 0
 
 
@@ -109,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="streamser bench", description="Latency, throughput and FLOP/s of ExHuBERT here."
     )
     add_bench_args(p)
-    return bench(p.parse_args(argv))
+    args = p.parse_args(argv)
+    try:
+        return bench(args)
+    except StreamserError as e:
+        print(f"streamser: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
