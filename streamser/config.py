@@ -1,29 +1,175 @@
-"""Configuration: frozen dataclasses, one per stage, built by the CLI from the config file + flags.
+"""Configuration: frozen dataclasses, one per stage, and the rule of every setting.
 
-The config file (TOML, in the user config directory) holds defaults for the settings people keep
-from run to run; command-line flags override it. Unknown keys are an error that names the valid
-ones, so a typo never silently does nothing.
+Each user setting is one :class:`Setting` in :data:`SETTINGS`: its field, its command-line
+flag, its config-file key, its type and its valid range or choices. Validation happens only
+here, against that table, so the command line, the config file and code that builds these
+dataclasses directly all accept the same values and refuse the rest with the same one-line
+message. Where the values come from (defaults, then the config file, then the flags) is
+:mod:`streamser.settings`.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import sys
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streamser.constants import BACKENDS, DEFAULT_MODEL_ID, WINDOW_S
+from streamser.constants import (
+    BACKENDS,
+    COMPUTE_CHOICES,
+    DEFAULT_MODEL_ID,
+    MAX_HOP_S,
+    MIN_HOP_S,
+    QUANTIZE_CHOICES,
+    WINDOW_S,
+)
 from streamser.errors import StreamserError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 class ConfigError(StreamserError):
     """A bad setting in the config file or on the command line; one line, says what to do."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user setting: where it lives, how it is spelt, and which values it takes."""
+
+    section: str | None
+    """The config dataclass that holds it (``model``, ``audio``, ...); None: the command's own."""
+    name: str
+    """Its field in that dataclass."""
+    dest: str
+    """Its name among the parsed command-line arguments (None there means "not given")."""
+    flag: str | None
+    """Its command-line flag, for messages."""
+    key: str | None = None
+    """Its key in the config file; None: command line only."""
+    kind: type = str
+    lo: float | None = None
+    """Smallest valid number (inclusive)."""
+    hi: float | None = None
+    """Largest valid number (inclusive)."""
+    unit: str = ""
+    choices: tuple[str, ...] | None = None
+    path: bool = False
+    """A file-system path: ``~`` is expanded."""
+
+    @property
+    def label(self) -> str:
+        return self.flag or str(self.key)
+
+    def check(self, value: Any, where: str | None = None) -> Any:
+        """``value`` normalised (ints as floats, ``~`` expanded) or a one-line ConfigError.
+
+        ``where`` names its origin in the message: the flag (default) or a config-file key.
+        None is always valid: it means "not set".
+        """
+        where = where or self.label
+        if value is None:
+            return None
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if self.key == "device" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # a device index written as a number
+        if not _is_a(value, self.kind):
+            raise ConfigError(f"{where} {_show(value)} must be {_KIND_NAMES[self.kind]}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"{where} {_show(value)} is not a choice: use {_either(self.choices)}"
+            )
+        if self.kind in (int, float):
+            self._check_range(value, where)
+        if self.path:
+            value = os.path.expanduser(value)
+        return value
+
+    def _check_range(self, value: float, where: str) -> None:
+        inside = math.isfinite(value)
+        inside = inside and (self.lo is None or value >= self.lo)
+        inside = inside and (self.hi is None or value <= self.hi)
+        if inside:
+            return
+        if self.lo is not None and self.hi is not None:
+            valid = f"{self.lo:g} to {self.hi:g}{self.unit}"
+        elif self.lo is not None:
+            valid = f"{self.lo:g}{self.unit} or more"
+        else:
+            valid = f"{self.hi:g}{self.unit} or less"
+        finite = " (a finite number)" if self.kind is float else ""
+        raise ConfigError(f"{where} {_show(value)} is out of range: use {valid}{finite}")
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    """``isinstance``, except that a boolean is not a number here."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+_KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it: TOML's spelling of text and booleans."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _either(choices: Iterable[str]) -> str:
+    c = list(choices)
+    return c[0] if len(c) == 1 else ", ".join(c[:-1]) + " or " + c[-1]
+
+
+_S = Setting
+SECONDS = " seconds"
+# fmt: off
+SETTINGS: tuple[Setting, ...] = (
+    # section  field             dest               flag                  config-file key
+    _S("model", "model",         "model",           "--model",            "model"),
+    _S("model", "revision",      "revision",        "--revision",         "revision"),
+    _S("model", "compute",       "compute",         "--compute",          "compute",
+       choices=COMPUTE_CHOICES),
+    _S("model", "verify",        "verify",          "--no-verify",        kind=bool),
+    _S("model", "quantize",      "quantize",        "--quantize",         "quantize",
+       choices=QUANTIZE_CHOICES),
+    _S("model", "backend",       "backend",         "--backend",          "backend",
+       choices=BACKENDS),
+    _S("audio", "device",        "device",          "--device",           "device"),
+    # The device checks rate and channels itself: its message lists what it takes.
+    _S("audio", "sample_rate_hz", "samplerate",     "--samplerate",       "samplerate", int),
+    _S("audio", "channels",      "channels",        "--channels",         "channels", int),
+    _S("audio", "input_path",    "input",           "--input",            path=True),
+    _S("audio", "fast",          "fast",            "--fast",             kind=bool),
+    _S("audio", "reconnect",     "reconnect",       "--reconnect",        kind=bool),
+    _S("windows", "hop_s",       "hop",             "--hop",              "hop", float,
+       MIN_HOP_S, MAX_HOP_S, SECONDS),
+    _S("windows", "first_s",     "first_s",         "--full-windows-only", kind=float),
+    _S("windows", "smooth_s",    "smooth_s",        "--smooth-s",         "smooth_s", float,
+       0.0, None, SECONDS),
+    _S("windows", "vad",         "vad",             "--no-vad",           "vad", bool),
+    _S("windows", "vad_threshold", "vad_threshold", "--vad-threshold",    "vad_threshold", float,
+       0.0, 1.0),
+    _S("windows", "skip_non_speech", "skip_non_speech", "--skip-non-speech", kind=bool),
+    _S("logging", "log",         "log",             "--no-log",           "log", bool),
+    _S("logging", "log_dir",     "log_dir",         "--log-dir",          "log_dir", path=True),
+    _S("logging", "record",      "record",          "--record",           "record", bool),
+    _S(None, "headless",         "headless",        "--headless",         kind=bool),
+    _S(None, "batch",            "batch",           "--batch",            kind=int, lo=1),
+    _S(None, "output",           "output",          "--output",           path=True),
+)
+# fmt: on
+"""Every setting a command takes from its flags or the config file."""
+
+FILE_KEYS: dict[str, Setting] = {s.key: s for s in SETTINGS if s.key is not None}
+"""Settings the config file may hold, under ``[listen]`` (or at top level), by key."""
+
+
+def check_fields(obj: Any, section: str | None) -> None:
+    """Every field of ``obj`` that is a setting of ``section``, against its rule."""
+    for s in SETTINGS:
+        if s.section == section and hasattr(obj, s.name):
+            s.check(getattr(obj, s.name))
 
 
 @dataclass(frozen=True)
@@ -42,6 +188,12 @@ class ModelConfig:
     """None or ``int8`` (dynamic int8 quantisation of the linear layers on the CPU)."""
     backend: str = "torch"
     """torch | onnxruntime (CPU, fp32; needs the ``onnx`` extra)."""
+
+    def validate(self) -> ModelConfig:
+        check_fields(self, "model")
+        if self.backend == "onnxruntime" and self.quantize is not None:
+            raise ConfigError("--backend onnxruntime runs fp32 only: drop --quantize int8")
+        return self
 
 
 @dataclass(frozen=True)
@@ -65,6 +217,12 @@ class AudioConfig:
     reconnect: bool = True
     """Retry a lost input device every few seconds."""
 
+    def validate(self) -> AudioConfig:
+        check_fields(self, "audio")
+        if self.fast and self.input_path is None:
+            raise ConfigError("--fast needs --input FILE (a microphone runs in real time)")
+        return self
+
 
 @dataclass(frozen=True)
 class WindowConfig:
@@ -83,6 +241,12 @@ class WindowConfig:
     skip_non_speech: bool = False
     """Do not run the model on non-speech windows (their rows carry null probabilities)."""
 
+    def validate(self) -> WindowConfig:
+        check_fields(self, "windows")
+        if not 0 < self.first_s <= self.window_s:
+            raise ConfigError(f"first window end {self.first_s} s must be in (0, {self.window_s}]")
+        return self
+
 
 @dataclass(frozen=True)
 class LogConfig:
@@ -94,10 +258,14 @@ class LogConfig:
     record: bool = False
     """Record the captured audio (native rate and channels) into the session."""
 
+    def validate(self) -> LogConfig:
+        check_fields(self, "logging")
+        return self
+
 
 @dataclass(frozen=True)
 class ListenConfig:
-    """Everything ``streamser listen`` needs."""
+    """Everything ``streamser listen`` (and ``demo``) needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -109,95 +277,43 @@ class ListenConfig:
         return asdict(self)
 
     def validate(self) -> ListenConfig:
-        w = self.windows
-        if not 0.05 <= w.hop_s <= 60:
-            raise ConfigError(f"--hop {w.hop_s} is out of range: use 0.05 to 60 seconds")
-        if not 0 < w.first_s <= w.window_s:
-            raise ConfigError(f"first window end {w.first_s} s must be in (0, {w.window_s}]")
-        if not 0 <= w.vad_threshold <= 1:
-            raise ConfigError(f"--vad-threshold {w.vad_threshold} must be between 0 and 1")
-        if w.smooth_s < 0:
-            raise ConfigError(f"--smooth-s {w.smooth_s} must be >= 0")
-        if self.audio.fast and self.audio.input_path is None:
-            raise ConfigError("--fast needs --input FILE (a microphone runs in real time)")
-        if self.model.quantize not in (None, "int8"):
-            raise ConfigError(f"--quantize {self.model.quantize!r}: the only choice is int8")
-        if self.model.backend not in BACKENDS:
-            raise ConfigError(f"--backend {self.model.backend!r}: choose torch or onnxruntime")
-        if self.model.backend == "onnxruntime" and self.model.quantize is not None:
-            raise ConfigError("--backend onnxruntime runs fp32 only: drop --quantize int8")
+        for section in (self.model, self.audio, self.windows, self.logging):
+            section.validate()
+        check_fields(self, None)
         return self
 
 
-FILE_KEYS: dict[str, tuple[str, str, type]] = {
-    # file key: (section attribute, field, type)
-    "device": ("audio", "device", str),
-    "samplerate": ("audio", "sample_rate_hz", int),
-    "channels": ("audio", "channels", int),
-    "model": ("model", "model", str),
-    "revision": ("model", "revision", str),
-    "compute": ("model", "compute", str),
-    "quantize": ("model", "quantize", str),
-    "backend": ("model", "backend", str),
-    "hop": ("windows", "hop_s", float),
-    "smooth_s": ("windows", "smooth_s", float),
-    "vad": ("windows", "vad", bool),
-    "vad_threshold": ("windows", "vad_threshold", float),
-    "log_dir": ("logging", "log_dir", str),
-    "log": ("logging", "log", bool),
-    "record": ("logging", "record", bool),
+OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
+"""What ``streamser analyze`` writes, by the output name's suffix."""
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Everything ``streamser analyze`` needs besides its inputs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    batch: int = 8
+    """Windows per model call."""
+    output: str = "analysis.jsonl"
+    """The result: ``.jsonl`` (also the progress file), ``.csv`` or ``.parquet``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> AnalyzeConfig:
+        self.model.validate()
+        self.windows.validate()
+        check_fields(self, None)
+        if not self.output.endswith(OUTPUT_FORMATS):
+            raise ConfigError(f"-o {self.output}: use a name ending in {', '.join(OUTPUT_FORMATS)}")
+        return self
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "audio": AudioConfig,
+    "windows": WindowConfig,
+    "logging": LogConfig,
 }
-"""Settings the config file may hold, under ``[listen]`` (or at top level)."""
-
-
-def config_path() -> Path:
-    """``$STREAMSER_CONFIG`` or ``<user config dir>/streamser/config.toml``."""
-    env = os.environ.get("STREAMSER_CONFIG")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return platformdirs.user_config_path("streamser") / "config.toml"
-
-
-def read_config_file(path: Path | None = None) -> dict[str, Any]:
-    """Settings from the config file (empty when it does not exist); errors are one line."""
-    path = path or config_path()
-    if not path.exists():
-        return {}
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"cannot read config file {path}: {e}") from e
-    data = data.get("listen", data)
-    unknown = sorted(set(data) - set(FILE_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(FILE_KEYS))}"
-        )
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        typ = FILE_KEYS[key][2]
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if typ is str and isinstance(value, int) and key == "device":
-            value = str(value)
-        if not isinstance(value, typ):
-            raise ConfigError(f"config file {path}: {key} must be a {typ.__name__}")
-        out[key] = value
-    return out
-
-
-def apply_file_settings(cfg: ListenConfig, settings: dict[str, Any]) -> ListenConfig:
-    """Return ``cfg`` with the config file's settings applied (before command-line flags)."""
-    sections: dict[str, dict[str, Any]] = {}
-    for key, value in settings.items():
-        section, name, _ = FILE_KEYS[key]
-        sections.setdefault(section, {})[name] = value
-    updates = {}
-    for section, values in sections.items():
-        current = getattr(cfg, section)
-        updates[section] = type(current)(**{**asdict(current), **values})
-    return type(cfg)(**{f.name: updates.get(f.name, getattr(cfg, f.name)) for f in fields(cfg)})
+"""The per-stage dataclasses, by the field name a command's config gives them."""

@@ -23,3 +23,15 @@ PUBLISHED_WEIGHTS_BYTES = 2_673_871_413
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 """Engines that run the network: torch (default; CPU, CUDA, MPS) or onnxruntime (CPU, fp32)."""
+
+COMPUTE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+"""Where the model may run; ``auto`` picks CUDA, then Apple MPS, then the CPU."""
+
+QUANTIZE_CHOICES: tuple[str, ...] = ("int8",)
+"""Optional quantisation of the network (dynamic int8 of the linear layers, CPU)."""
+
+MIN_HOP_S = 0.05
+"""Shortest stream time between window ends that a run accepts; the dashboard's history is
+sized for it."""
+MAX_HOP_S = 60.0
+"""Longest hop a run accepts."""

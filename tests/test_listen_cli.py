@@ -128,7 +128,7 @@ def test_config_file_sets_defaults_and_flags_override(tmp_path: Path) -> None:
     env = env_for(tmp_path, STREAMSER_CONFIG=str(cfg))
     shown = streamser("config", env=env)
     assert shown.returncode == 0 and str(cfg) in shown.stdout
-    assert json.loads(shown.stdout.split("\n", 1)[1])["windows"]["hop_s"] == 0.5
+    assert json.loads("{" + shown.stdout.split("\n{", 1)[1])["hop"] == 0.5
     base = ["listen", "--input", str(SPEECH), "--fast", "--headless", "--no-log"]
     from_file = streamser(*base, env=env)
     assert from_file.returncode == 0, from_file.stderr

@@ -20,13 +20,13 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 from tui_fakes import BASE_STATUS, ScriptedController, scripted_estimate, scripted_estimates
 
+from streamser.constants import MIN_HOP_S
 from streamser.contracts import DashboardController
 from streamser.labels import CLASS_NAMES, class_name
 from streamser.tui.app import (
     DEFAULT_RANGE_S,
     HISTORY_MAXLEN,
     RANGE_STEPS_S,
-    SMALLEST_HOP_S,
     DashboardApp,
     HelpScreen,
     MarkScreen,
@@ -154,9 +154,15 @@ async def test_duplicates_from_history_and_messages_are_dropped() -> None:
 
 
 def test_history_covers_ten_minutes_at_the_smallest_hop() -> None:
+    """The smallest hop is the one the settings accept, not a figure of the dashboard's own."""
+    from streamser.config import ConfigError, ListenConfig, WindowConfig
+
+    ListenConfig(windows=WindowConfig(hop_s=MIN_HOP_S)).validate()
+    with pytest.raises(ConfigError, match="--hop"):
+        ListenConfig(windows=WindowConfig(hop_s=MIN_HOP_S * 0.99)).validate()
     app = make_app(ScriptedController())
     assert app.history.maxlen == HISTORY_MAXLEN
-    assert app.history.maxlen * SMALLEST_HOP_S >= RANGE_STEPS_S[-1]
+    assert app.history.maxlen * MIN_HOP_S >= RANGE_STEPS_S[-1]
 
 
 async def test_start_failure_is_shown_and_quit_still_stops() -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 
 from streamser.assets import speech_clip
-from streamser.config import AudioConfig, ConfigError, ModelConfig
+from streamser.config import AudioConfig, ConfigError, ListenConfig, ModelConfig
+from streamser.console import hint, require_terminal
 from streamser.constants import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION
+from streamser.settings import build_config, read_config_file
 
 log = logging.getLogger("streamser")
 
@@ -35,23 +38,23 @@ def demo(args: argparse.Namespace) -> int:
     if clip is None:
         raise ConfigError(
             "the bundled speech clip is not installed; run from a source checkout "
-            "or use: streamser listen --input FILE"
+            f"or use: {hint('listen')} --input FILE"
         )
-    model_name = args.model or (DEFAULT_MODEL_ID if default_model_is_cached() else "demo")
-    if model_name == "demo":
-        log.info("ExHuBERT is not cached: showing the demo model (random weights)")
-    from dataclasses import replace
-
-    from streamser.commands.listen import build_listen_config, load_for, run_dashboard, run_headless
-    from streamser.engine.pipeline import Pipeline
-
-    base = build_listen_config(args)
-    cfg = replace(
-        base,
-        model=ModelConfig(model=model_name, compute=args.compute, verify=args.verify),
-        audio=AudioConfig(input_path=str(clip), fast=False),
-    )
+    file = read_config_file()
+    chosen = args.model or file.get("model")
+    if chosen is None:  # neither the flag nor the config file names a model
+        chosen = DEFAULT_MODEL_ID if default_model_is_cached() else "demo"
+        if chosen == "demo":
+            log.info("ExHuBERT is not cached: showing the demo model (random weights)")
+    defaults = ListenConfig(model=ModelConfig(model=chosen))
+    cfg = build_config(ListenConfig, vars(args), file=file, defaults=defaults)
+    if not cfg.headless:
+        require_terminal("demo")
+    cfg = replace(cfg, audio=AudioConfig(input_path=str(clip), fast=False))
     from streamser.audio.sources import FileSource
+    from streamser.commands.listen import load_for, run_dashboard
+    from streamser.engine.pipeline import Pipeline
+    from streamser.outputs.headless import run_headless
     from streamser.session.sink import session_sink_for
 
     lg = cfg.logging
@@ -61,6 +64,6 @@ def demo(args: argparse.Namespace) -> int:
         FileSource(clip, realtime=True),
         sink=session_sink_for(lg.log, lg.log_dir, lg.record),
     )
-    if args.headless:
+    if cfg.headless:
         return run_headless(pipeline)
     return run_dashboard(pipeline, title="streamser demo")

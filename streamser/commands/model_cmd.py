@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from streamser.config import ModelConfig
+from streamser.console import write_out
 from streamser.labels import DEMO_WARNING
 from streamser.model.loading import load_network, resolve_source
 from streamser.model.runtime import EmotionModel, resolve_compute
+from streamser.settings import build_config
 
 
 def model_info(args: argparse.Namespace) -> int:
     """Print where the weights are and what streamser knows about them."""
-    network, info = load_network(args.model, args.revision, verify=args.verify)
-    em = EmotionModel(network, info, resolve_compute(args.compute))
+    cfg = build_config(ModelConfig, vars(args))
+    network, info = load_network(cfg.model, cfg.revision, verify=cfg.verify)
+    em = EmotionModel(network, info, resolve_compute(cfg.compute))
     rows = [
         (
             "model",
@@ -33,19 +37,20 @@ def model_info(args: argparse.Namespace) -> int:
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+        write_out(f"{key:<{width}}  {value}")
     return 0
 
 
 def model_fetch(args: argparse.Namespace) -> int:
     """Download config + weights into the Hugging Face cache, verify them and prepare the copy."""
-    if args.model == "demo":
-        print("the demo model is built in: nothing to fetch")
+    cfg = build_config(ModelConfig, vars(args))
+    if cfg.model == "demo":
+        write_out("the demo model is built in: nothing to fetch")
         return 0
-    source = resolve_source(args.model, args.revision)
+    source = resolve_source(cfg.model, cfg.revision)
     if source.kind == "local":
-        print(f"{source.name} is a local directory: nothing to fetch")
-    _, info = load_network(args.model, args.revision, verify=args.verify)
-    print(f"{info.name}: weights at {info.weights_path}")
-    print(f"sha256 {info.sha256_status}; fast-start copy at {info.loaded_from}")
+        write_out(f"{source.name} is a local directory: nothing to fetch")
+    _, info = load_network(cfg.model, cfg.revision, verify=cfg.verify)
+    write_out(f"{info.name}: weights at {info.weights_path}")
+    write_out(f"sha256 {info.sha256_status}; fast-start copy at {info.loaded_from}")
     return 0

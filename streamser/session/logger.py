@@ -50,6 +50,11 @@ def default_sessions_root() -> Path:
     return platformdirs.user_data_path("streamser") / "sessions"
 
 
+def resolve_sessions_root(log_dir: str | None) -> Path:
+    """The sessions directory a run with this ``log_dir`` setting writes to."""
+    return Path(log_dir).expanduser() if log_dir else default_sessions_root()
+
+
 def new_session_id(now: datetime | None = None) -> str:
     """``YYYYmmdd-HHMMSS-xxxxxx``: sorts by start time and stays unique within one second."""
     when = now if now is not None else datetime.now().astimezone()

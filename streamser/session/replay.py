@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from streamser.console import stop_on_signals
 from streamser.contracts import Estimate, StatusSnapshot
 from streamser.session.logger import append_mark
 from streamser.session.reader import SessionData
@@ -121,3 +122,20 @@ class ReplayController:
                     fn(est)
         finally:
             self.finished.set()
+
+
+def replay_paced(session: SessionData, speed: float, emit: Callable[[Estimate], None]) -> None:
+    """Hand the session's estimates to ``emit`` at ``speed`` x their recorded pace (0 or inf: as
+    fast as possible), until the last one or a signal (SIGINT, SIGTERM, SIGHUP)."""
+    stop = threading.Event()
+    paced = speed > 0 and math.isfinite(speed)
+    with stop_on_signals(stop):
+        previous: float | None = None
+        for est in session.estimates:
+            if paced and previous is not None:
+                if stop.wait(max(0.0, (est.t_end_s - previous) / speed)):
+                    return
+            elif stop.is_set():
+                return
+            previous = est.t_end_s
+            emit(est)

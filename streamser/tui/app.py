@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
 
+from streamser.constants import MIN_HOP_S
 from streamser.contracts import DashboardController, Estimate
 from streamser.labels import AROUSAL_AXIS, VALENCE_AXIS
 from streamser.tui.messages import EstimateRelay, NewEstimate
@@ -42,10 +43,8 @@ RANGE_STEPS_S: tuple[float, ...] = (30.0, 60.0, 120.0, 300.0, 600.0)
 """Time ranges the plots step through with ``+`` and ``-``."""
 DEFAULT_RANGE_S = 60.0
 
-SMALLEST_HOP_S = 0.1
-"""Shortest hop the engine is expected to run at; sizes the history."""
-HISTORY_MAXLEN = int(RANGE_STEPS_S[-1] / SMALLEST_HOP_S * 1.2)  # 7,200
-"""Estimates kept in the app: the longest range at the smallest hop, plus 20 % margin."""
+HISTORY_MAXLEN = int(RANGE_STEPS_S[-1] / MIN_HOP_S * 1.2)  # 14,400
+"""Estimates kept in the app: the longest range at the smallest hop a run accepts, plus 20 %."""
 
 PLOT_HZ = 4.0
 """Plot frame rate: fast enough to look live, slow enough to leave the CPU to the model."""

@@ -1,0 +1,275 @@
+"""Offline analysis of files and sessions into JSONL, CSV or Parquet, resumable.
+
+One row per window (the live estimate schema, probabilities flattened to ``p0``..``p5`` in CSV
+and Parquet) plus one summary row per file. Rows are appended to a JSONL progress file after
+each file, and files whose summary row is already there (or in an earlier CSV or Parquet
+result) are skipped on the next run. Unreadable files are reported and skipped (and retried
+next time); when no input can be read at all (a single broken file, a name that does not
+exist), the run is a one-line error, before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from streamser.config import AnalyzeConfig, ConfigError, ModelConfig
+from streamser.contracts import AnalysisModel
+from streamser.engine.executed_model import ExecutedModel
+from streamser.engine.executor import Executor, ExecutorConfig
+from streamser.engine.offline import analyze_audio
+from streamser.errors import StreamserError
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au"}
+PROB_COLUMNS = [f"p{i}" for i in range(6)]
+COLUMNS = [
+    "type", "file", "seq", "window", "t_start_s", "t_end_s", *PROB_COLUMNS, "arousal", "valence",
+    "arousal_smooth", "valence_smooth", "speech", "is_speech", "compute_s", "latency_s",
+    "skipped_windows", "dropped_samples", "wall_time", "duration_s", "windows", "speech_windows",
+    "mean_arousal", "mean_valence",
+]  # fmt: skip
+"""The CSV and Parquet columns: window rows and summary rows share them."""
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What a run of :func:`analyze_files` did."""
+
+    output: Path
+    analysed: int
+    """Files analysed by this run (files done by an earlier run are not counted)."""
+    windows: int
+    failed: int
+    """Unreadable files, skipped."""
+
+
+def analyze_files(
+    inputs: Iterable[str],
+    cfg: AnalyzeConfig,
+    load_model: Callable[[ModelConfig], AnalysisModel],
+    say: Callable[[str], None],
+) -> AnalysisResult:
+    """Analyse every audio file named or found under ``inputs`` into ``cfg.output``.
+
+    ``load_model`` is called once, after every input was found and opened; one executor then
+    owns the model and runs every file's windows in batches of ``cfg.batch``; ``say`` gets the
+    progress messages (resuming, skips).
+    """
+    out = Path(cfg.output)
+    inputs = list(inputs)
+    files = discover(inputs)
+    if not files:
+        raise ConfigError("no audio files found in " + " ".join(inputs))
+    prog = progress_path(out)
+    earlier = read_final(out) if out.suffix != ".jsonl" else []
+    done = {r["file"] for r in earlier + read_rows(prog) if r.get("type") == "summary"}
+    todo = [f for f in files if str(f) not in done]
+    if len(todo) < len(files):
+        say(f"resuming: {len(files) - len(todo)} file(s) already done")
+    failures: list[Exception] = []
+
+    def skip(path: Path, e: Exception) -> None:
+        failures.append(e)
+        if len(files) > 1:  # a single input's failure is the run's one-line error instead
+            say(f"skipped {path}: {e}")
+
+    todo = [path for path in todo if _readable(path, skip)]
+    if failures and len(failures) == len(files):
+        _fail_without_output(failures)
+    had_progress = prog.exists()
+    model = load_model(cfg.model)
+    executor = Executor(model, ExecutorConfig(max_batch=cfg.batch)).start()
+    try:
+        analysed, windows = _analyze_all(ExecutedModel(executor, model), cfg, todo, prog, skip)
+    finally:
+        executor.stop(drain=False)
+    if len(failures) == len(files):  # a file broke mid-way, and it was the only one
+        if prog.exists() and prog.stat().st_size == 0 and not had_progress:
+            prog.unlink()
+        _fail_without_output(failures)
+    if out.suffix != ".jsonl":
+        write_final(out, earlier + read_rows(prog))
+        prog.unlink()
+    return AnalysisResult(out, analysed, windows, len(failures))
+
+
+def _analyze_all(
+    model: AnalysisModel,
+    cfg: AnalyzeConfig,
+    todo: list[Path],
+    prog: Path,
+    skip: Callable[[Path, Exception], None],
+) -> tuple[int, int]:
+    """Analyse ``todo`` in order, appending each file's rows to ``prog`` once it is complete."""
+    analysed = windows = 0
+    with open(prog, "a", encoding="utf-8") as sink:
+        for path in todo:
+            rows = _analyze_one(model, cfg, path, skip)
+            if rows is None:
+                continue
+            sink.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
+            sink.flush()
+            analysed += 1
+            windows += len(rows) - 1
+    return analysed, windows
+
+
+def _analyze_one(
+    model: AnalysisModel,
+    cfg: AnalyzeConfig,
+    path: Path,
+    skip: Callable[[Path, Exception], None],
+) -> list[dict[str, Any]] | None:
+    """The window rows and the summary row of one file; None (and ``skip``) when it fails."""
+    from tqdm import tqdm
+
+    from streamser.session.recording import open_native_audio
+
+    try:
+        audio = open_native_audio(path)
+    except StreamserError as e:
+        skip(path, e)
+        return None
+    rows: list[dict[str, Any]] = []
+    with tqdm(
+        total=audio.frames, desc=path.name[:30], unit="fr", unit_scale=True,
+        file=sys.stderr, leave=False, disable=None,
+    ) as bar:  # fmt: skip
+        try:
+            for est in analyze_audio(
+                model, cfg.windows, audio, batch=cfg.batch, progress=bar.update
+            ):
+                rows.append({"type": "window", "file": str(path), **est.to_json_dict()})
+        except StreamserError as e:
+            skip(path, e)
+            return None
+    rows.append(summary_row(str(path), rows, audio.frames / audio.sample_rate_hz))
+    return rows
+
+
+def discover(inputs: Iterable[str]) -> list[Path]:
+    """Audio files named or found (recursively) under directories; session dirs are taken whole.
+
+    A named path that does not exist is a typing mistake: it fails here, before the model loads.
+    """
+    from streamser.audio.devices import SourceError
+    from streamser.session.reader import is_session_dir
+
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if not p.exists():
+            raise SourceError(f"audio file not found: {p}")
+        if p.is_dir() and not is_session_dir(p):
+            found += sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
+            )
+        else:
+            found.append(p)
+    return found
+
+
+def _readable(path: Path, skip: Callable[[Path, Exception], None]) -> bool:
+    """Whether ``path`` opens as audio (or a session with a recording); else ``skip`` it."""
+    from streamser.session.recording import open_native_audio
+
+    try:
+        open_native_audio(path)
+    except StreamserError as e:
+        skip(path, e)
+        return False
+    return True
+
+
+def _fail_without_output(failures: list[Exception]) -> NoReturn:
+    """Every input failed: the run is an error (exit code 2), not an empty result."""
+    if len(failures) == 1:
+        raise failures[0]
+    raise ConfigError(f"none of the {len(failures)} files could be read (see above); no output")
+
+
+# ----------------------------------------------------------------------------- rows and files
+
+
+def progress_path(out: Path) -> Path:
+    """The JSONL file rows go to as each file is done: the result itself when it is JSONL."""
+    return out if out.suffix == ".jsonl" else out.with_name(f".{out.name}.progress.jsonl")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file, tolerating a last line cut by a crash."""
+    rows: list[dict[str, Any]] = []
+    if not path.exists():
+        return rows
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break
+    return rows
+
+
+def summary_row(file: str, estimates: list[dict[str, Any]], duration_s: float) -> dict[str, Any]:
+    speech = [e for e in estimates if e["is_speech"] and e["arousal"] is not None]
+    return {
+        "type": "summary",
+        "file": file,
+        "duration_s": round(duration_s, 4),
+        "windows": len(estimates),
+        "speech_windows": len(speech),
+        "mean_arousal": float(np.mean([e["arousal"] for e in speech])) if speech else None,
+        "mean_valence": float(np.mean([e["valence"] for e in speech])) if speech else None,
+    }
+
+
+def flatten(row: dict[str, Any]) -> dict[str, Any]:
+    if "probs" not in row:  # already flat (read back from an earlier CSV or Parquet result)
+        return row
+    out = {k: v for k, v in row.items() if k != "probs"}
+    probs = row.get("probs")
+    for i, col in enumerate(PROB_COLUMNS):
+        out[col] = probs[i] if probs else None
+    return out
+
+
+def write_final(out: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the CSV or Parquet result atomically from all rows."""
+    flat = [flatten(r) for r in rows]
+    tmp = out.with_name(out.name + ".partial")
+    if out.suffix == ".csv":
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(flat)
+    else:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as e:
+            raise ConfigError(
+                "writing .parquet needs pyarrow: pip install pyarrow (or use .jsonl / .csv)"
+            ) from e
+        table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in flat])
+        pq.write_table(table, tmp)
+    os.replace(tmp, out)
+
+
+def read_final(out: Path) -> list[dict[str, Any]]:
+    """Rows of an earlier CSV or Parquet result (flat), so a resumed run keeps them."""
+    if not out.exists():
+        return []
+    if out.suffix == ".csv":
+        with open(out, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out).to_pylist()
