@@ -46,7 +46,7 @@ import soundfile
 from textual.app import App
 from textual.screen import Screen
 
-from streamser.contracts import Estimate, StatusSnapshot
+from streamser.contracts import Estimate, StatusSnapshot, estimates_after
 from streamser.session.reader import SessionData, read_session
 from streamser.session.replay import ReplayController
 from streamser.tui.app import RANGE_STEPS_S, DashboardApp, make_app
@@ -105,8 +105,8 @@ class ContinuedReplay:
     def subscribe(self, fn: Callable[[Estimate], None]) -> None:
         self.live.subscribe(fn)
 
-    def history(self) -> list[Estimate]:
-        return self._before + self.live.history()
+    def history_since(self, seq: int) -> list[Estimate]:
+        return estimates_after(seq, self._before + self.live.history_since(-1))
 
     def status(self) -> StatusSnapshot:
         return self.live.status()

@@ -35,3 +35,8 @@ MIN_HOP_S = 0.05
 sized for it."""
 MAX_HOP_S = 60.0
 """Longest hop a run accepts."""
+
+HISTORY_S = 600.0
+"""Stream time of estimates a run keeps in memory for the display: the dashboard's longest range."""
+HISTORY_MAX_ESTIMATES = int(HISTORY_S / MIN_HOP_S * 1.2)  # 14,400
+"""The one in-memory estimate history's size: ``HISTORY_S`` at the smallest hop, plus 20 %."""

@@ -13,7 +13,7 @@ importing one another.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Reversible
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -222,8 +222,9 @@ class DashboardController(Protocol):
         """Call ``fn`` for every new estimate; it is called from an engine thread."""
         ...
 
-    def history(self) -> list[Estimate]:
-        """Estimates produced so far, oldest first (a replay, or an app that started late)."""
+    def history_since(self, seq: int) -> list[Estimate]:
+        """Estimates with a ``seq`` above ``seq`` (all of them with -1), oldest first, from the
+        run's one bounded history: the dashboard keeps no copy of its own."""
         ...
 
     def status(self) -> StatusSnapshot:
@@ -249,3 +250,15 @@ class DashboardController(Protocol):
     def add_mark(self, note: str) -> None:
         """Record a user-marked event with a free-text note, stamped when called."""
         ...
+
+
+def estimates_after(seq: int, history: Reversible[Estimate]) -> list[Estimate]:
+    """The newest estimates of ``history`` (ordered by ``seq``) with a ``seq`` above ``seq``,
+    oldest first; reads only as far back as it must."""
+    out: list[Estimate] = []
+    for est in reversed(history):
+        if est.seq <= seq:
+            break
+        out.append(est)
+    out.reverse()
+    return out

@@ -20,19 +20,18 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 from tui_fakes import BASE_STATUS, ScriptedController, scripted_estimate, scripted_estimates
 
-from streamser.constants import MIN_HOP_S
+from streamser.constants import HISTORY_MAX_ESTIMATES, MIN_HOP_S
 from streamser.contracts import DashboardController
 from streamser.labels import CLASS_NAMES, class_name
 from streamser.tui.app import (
     DEFAULT_RANGE_S,
-    HISTORY_MAXLEN,
     RANGE_STEPS_S,
     DashboardApp,
     HelpScreen,
     MarkScreen,
     make_app,
 )
-from streamser.tui.messages import RELAY_TAIL_LEN, NewEstimate
+from streamser.tui.messages import EstimatesReady
 from streamser.tui.widgets import (
     BannerStack,
     CircumplexView,
@@ -111,16 +110,16 @@ async def test_mount_starts_controller_and_loads_history() -> None:
         assert controller.started == 1
         assert len(controller.subscribers) == 1
         assert app.received == 12
-        assert [e.seq for e in app.history] == list(range(12))
+        assert app.latest is not None and app.latest.seq == 11
         assert plot(app).shown_version == 12
 
 
-async def test_estimates_from_an_engine_thread_all_reach_the_history() -> None:
-    """More estimates than one message carries, posted from another thread in a burst: the
-    coalesced messages plus the history refill must still deliver every one, once, in order."""
+async def test_estimates_from_an_engine_thread_all_reach_the_plots() -> None:
+    """A burst posted from another thread: the wake-ups coalesce, and the app still takes every
+    estimate from the history, once, in order."""
     controller = ScriptedController()
     app = make_app(controller)
-    n = 3 * RELAY_TAIL_LEN + 5
+    n = 200
     async with app.run_test(size=SIZE) as pilot:
         engine = threading.Thread(
             target=controller.emit, args=(scripted_estimates(n),), name="fake-engine"
@@ -128,20 +127,15 @@ async def test_estimates_from_an_engine_thread_all_reach_the_history() -> None:
         engine.start()
         engine.join()
         await pilot.pause()
-        assert [e.seq for e in app.history] == list(range(n))
-        assert app.received == n
-        # the burst was queued before the loop ran, so the messages coalesced and the part
-        # older than the last message's tail was refilled from the controller's history
-        assert controller.history_calls >= 2
+        assert app.received == n and app.latest is not None and app.latest.seq == n - 1
+        assert len(app._track) == n
+        # the burst was queued before the loop ran: far fewer reads than estimates
+        assert 1 <= controller.history_calls < n
 
 
-def test_a_newer_message_replaces_an_older_one_only_if_it_overlaps() -> None:
-    e = scripted_estimates(10)
-    older = NewEstimate(tuple(e[0:3]), tail_full=False)
-    assert older.can_replace(NewEstimate(tuple(e[1:5]), tail_full=False))
-    assert older.can_replace(NewEstimate(tuple(e[2:5]), tail_full=False))
-    assert not older.can_replace(NewEstimate(tuple(e[3:5]), tail_full=True))
-    assert not older.can_replace(Message())
+def test_a_wake_up_replaces_an_older_one() -> None:
+    assert EstimatesReady().can_replace(EstimatesReady())
+    assert not EstimatesReady().can_replace(Message())
 
 
 async def test_duplicates_from_history_and_messages_are_dropped() -> None:
@@ -150,7 +144,7 @@ async def test_duplicates_from_history_and_messages_are_dropped() -> None:
     async with app.run_test(size=SIZE) as pilot:
         controller.emit(scripted_estimates(3, start=3))  # seq 3, 4 already known; 5 is new
         await pilot.pause()
-        assert [e.seq for e in app.history] == [0, 1, 2, 3, 4, 5]
+        assert app.received == 6 and app.latest is not None and app.latest.seq == 5
 
 
 def test_history_covers_ten_minutes_at_the_smallest_hop() -> None:
@@ -161,8 +155,8 @@ def test_history_covers_ten_minutes_at_the_smallest_hop() -> None:
     with pytest.raises(ConfigError, match="--hop"):
         ListenConfig(windows=WindowConfig(hop_s=MIN_HOP_S * 0.99)).validate()
     app = make_app(ScriptedController())
-    assert app.history.maxlen == HISTORY_MAXLEN
-    assert app.history.maxlen * MIN_HOP_S >= RANGE_STEPS_S[-1]
+    assert app._track.capacity == HISTORY_MAX_ESTIMATES
+    assert RANGE_STEPS_S[-1] <= HISTORY_MAX_ESTIMATES * MIN_HOP_S
 
 
 async def test_start_failure_is_shown_and_quit_still_stops() -> None:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from streamser.constants import WINDOW_S
-from streamser.contracts import Estimate, StatusSnapshot
+from streamser.contracts import Estimate, StatusSnapshot, estimates_after
 
 BASE_STATUS = StatusSnapshot(
     device="USB Microphone (hw:2,0)",
@@ -132,9 +132,9 @@ class ScriptedController:
     def subscribe(self, fn: Callable[[Estimate], None]) -> None:
         self.subscribers.append(fn)
 
-    def history(self) -> list[Estimate]:
+    def history_since(self, seq: int) -> list[Estimate]:
         self.history_calls += 1
-        return list(self._history)
+        return estimates_after(seq, self._history)
 
     def status(self) -> StatusSnapshot:
         return self._status

@@ -21,8 +21,8 @@ from streamser.audio.ring import RingBuffer
 from streamser.audio.sources import AudioSource, MicSource
 from streamser.audio.vad import SpeechDetector
 from streamser.config import ListenConfig
-from streamser.constants import SAMPLE_RATE_HZ
-from streamser.contracts import AnalysisModel, Estimate, StatusSnapshot
+from streamser.constants import HISTORY_MAX_ESTIMATES, SAMPLE_RATE_HZ
+from streamser.contracts import AnalysisModel, Estimate, StatusSnapshot, estimates_after
 from streamser.engine.analyzer import StreamAnalyzer
 from streamser.engine.bus import ResultBus
 from streamser.engine.executed_model import ExecutedModel
@@ -36,8 +36,6 @@ from streamser.version import __version__
 
 log = logging.getLogger("streamser")
 
-HISTORY_MAX = 20_000
-"""Estimates kept in memory for the dashboard: over 10 minutes at the smallest hop."""
 SCHEMA_VERSION = 2
 """meta.json's layout: 2 = ``dropped_samples`` in 16 kHz samples, recorder drops counted."""
 
@@ -92,7 +90,7 @@ class Pipeline:
             self.supervisor = DeviceSupervisor(
                 source_factory, lambda: self.source, capacity, self._attach_replacement
             )
-        self._history: deque[Estimate] = deque(maxlen=HISTORY_MAX)
+        self._history: deque[Estimate] = deque(maxlen=HISTORY_MAX_ESTIMATES)
         self._history_lock = threading.Lock()
         self.bus.subscribe_callback("history", self._remember)
         self._muted = False
@@ -255,9 +253,9 @@ class Pipeline:
     def subscribe(self, fn: Callable[[Estimate], None]) -> None:
         self.bus.subscribe_callback(f"subscriber-{id(fn)}", fn)
 
-    def history(self) -> list[Estimate]:
+    def history_since(self, seq: int) -> list[Estimate]:
         with self._history_lock:
-            return list(self._history)
+            return estimates_after(seq, self._history)
 
     def _remember(self, est: Estimate) -> None:
         with self._history_lock:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streamser.console import stop_on_signals
-from streamser.contracts import Estimate, StatusSnapshot
+from streamser.contracts import Estimate, StatusSnapshot, estimates_after
 from streamser.session.logger import append_mark
 from streamser.session.reader import SessionData
 
@@ -43,9 +43,9 @@ class ReplayController:
         with self._lock:
             self._subscribers.append(fn)
 
-    def history(self) -> list[Estimate]:
+    def history_since(self, seq: int) -> list[Estimate]:
         with self._lock:
-            return list(self._emitted)
+            return estimates_after(seq, self._emitted)
 
     def start(self) -> None:
         if self._thread is None:

@@ -1,17 +1,15 @@
 """The live dashboard: a Textual app driven by a :class:`DashboardController`.
 
-Estimates arrive as :class:`NewEstimate` messages at whatever rate inference runs; they are
-only appended to a bounded history. Two timers draw from the latest state: the plots at
-``PLOT_HZ`` and the status, level meter and banners at ``STATUS_HZ``, each widget redrawing only
-when its input changed. So a fast model cannot make the UI busier, and a slow UI cannot hold
-the model back.
+Estimates arrive at whatever rate inference runs; an :class:`EstimatesReady` wake-up makes the
+app read what is new from the controller's one bounded history into the plots' arrays. Two
+timers draw from the latest state: the plots at ``PLOT_HZ`` and the status, level meter and
+banners at ``STATUS_HZ``, each widget redrawing only when its input changed. So a fast model
+cannot make the UI busier, and a slow UI cannot hold the model back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Iterable
 from typing import ClassVar
 
 from textual import on
@@ -21,10 +19,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
 
-from streamser.constants import MIN_HOP_S
+from streamser.constants import HISTORY_MAX_ESTIMATES
 from streamser.contracts import DashboardController, Estimate
 from streamser.labels import AROUSAL_AXIS, VALENCE_AXIS
-from streamser.tui.messages import EstimateRelay, NewEstimate
+from streamser.tui.messages import EstimateRelay, EstimatesReady
 from streamser.tui.widgets import (
     BannerStack,
     BannerState,
@@ -43,8 +41,6 @@ RANGE_STEPS_S: tuple[float, ...] = (30.0, 60.0, 120.0, 300.0, 600.0)
 """Time ranges the plots step through with ``+`` and ``-``."""
 DEFAULT_RANGE_S = 60.0
 
-HISTORY_MAXLEN = int(RANGE_STEPS_S[-1] / MIN_HOP_S * 1.2)  # 14,400
-"""Estimates kept in the app: the longest range at the smallest hop a run accepts, plus 20 %."""
 
 PLOT_HZ = 4.0
 """Plot frame rate: fast enough to look live, slow enough to leave the CPU to the model."""
@@ -127,8 +123,7 @@ class MarkScreen(ModalScreen[str | None]):
 class DashboardApp(App[None]):
     """The live dashboard. It owns the controller's lifecycle: start on mount, stop on quit.
 
-    Public state read by tests: ``history``, ``received``,
-    ``paused`` and ``range_s``.
+    Public state read by tests: ``latest``, ``received``, ``paused`` and ``range_s``.
     """
 
     ENABLE_COMMAND_PALETTE = False
@@ -173,13 +168,13 @@ class DashboardApp(App[None]):
         super().__init__()
         self.title = title
         self.controller = controller
-        self.history: deque[Estimate] = deque(maxlen=HISTORY_MAXLEN)
-        """Every estimate received, oldest first, bounded."""
+        self.latest: Estimate | None = None
+        """The newest estimate received."""
         self.received = 0
         """Estimates received since start (keeps counting while the display is paused)."""
         self.paused = False
         self.range_s = DEFAULT_RANGE_S
-        self._track = EstimateTrack(HISTORY_MAXLEN)
+        self._track = EstimateTrack(HISTORY_MAX_ESTIMATES)
         self._last_seq = -1
         self._drawn_version = 0
         self._stopping = False
@@ -236,7 +231,7 @@ class DashboardApp(App[None]):
             self.controller.start()
         except Exception as e:  # shown on screen: the user can still quit cleanly
             self._start_error = f"{type(e).__name__}: {e}"
-        self._ingest(self.controller.history(), refill=False)
+        self._pull()
         self.draw_frame()
         self.poll_status()
         self.set_interval(1 / PLOT_HZ, self.draw_frame, name="plot frame")
@@ -263,22 +258,18 @@ class DashboardApp(App[None]):
 
     # --- data in ----------------------------------------------------------------------------
 
-    def on_new_estimate(self, message: NewEstimate) -> None:
-        self._ingest(message.recent, refill=message.tail_full)
+    def on_estimates_ready(self, message: EstimatesReady) -> None:
+        self._pull()
 
-    def _ingest(self, estimates: Iterable[Estimate], *, refill: bool) -> None:
-        """Append the estimates not seen yet (by ``seq``); refill a gap left by coalescing."""
-        fresh = [e for e in estimates if e.seq > self._last_seq]
+    def _pull(self) -> None:
+        """Read the estimates not seen yet (by ``seq``) from the controller's history."""
+        fresh = self.controller.history_since(self._last_seq)
         if not fresh:
             return
-        if refill and fresh[0].seq > self._last_seq + 1:
-            first = fresh[0].seq
-            missed = [e for e in self.controller.history() if self._last_seq < e.seq < first]
-            fresh = missed + fresh
         for e in fresh:
-            self.history.append(e)
             self._track.append(e)
-        self._last_seq = fresh[-1].seq
+        self.latest = fresh[-1]
+        self._last_seq = self.latest.seq
         self.received += len(fresh)
 
     # --- drawing ----------------------------------------------------------------------------
@@ -292,7 +283,7 @@ class DashboardApp(App[None]):
         for plot in self.plots:
             plot.show(view)
         self.circumplex.show(view)
-        self.class_bars.show(self.history[-1] if self.history else None)
+        self.class_bars.show(self.latest)
 
     def poll_status(self) -> None:
         """Read the controller's status and update the rows that show it."""
