@@ -28,7 +28,7 @@ from streamser.audio.sources import mix_to_mono
 from streamser.audio.vad import SpeechDetector, is_speech
 from streamser.audio.windows import Window, Windower
 from streamser.config import WindowConfig
-from streamser.constants import SAMPLE_RATE_HZ
+from streamser.constants import NUM_CLASSES, SAMPLE_RATE_HZ
 from streamser.contracts import AnalysisModel, Estimate
 from streamser.model.affect import AffectSmoother, arousal_of, valence_of
 from streamser.model.preprocess import preprocess
@@ -178,7 +178,7 @@ class StreamAnalyzer:
         run = [s or not self.cfg.skip_non_speech for s in speech]
         inputs = [preprocess(w.samples) for w, r in zip(windows, run) if r]
         t0 = time.perf_counter()
-        logits = self.model.logits(np.stack(inputs)) if inputs else np.zeros((0, 6))
+        logits = self.model.logits(np.stack(inputs)) if inputs else np.zeros((0, NUM_CLASSES))
         compute_s = (time.perf_counter() - t0) / max(1, len(inputs))
         now = time.monotonic()
         wall = datetime.now(timezone.utc).isoformat(timespec="milliseconds")

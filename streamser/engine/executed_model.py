@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamser.constants import NUM_CLASSES
 from streamser.contracts import AnalysisModel, ComputeInfo, ModelInfo
 from streamser.engine.executor import Executor
 
@@ -24,7 +25,7 @@ class ExecutedModel:
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         futures = self.executor.submit_many(np.ascontiguousarray(inputs, dtype=np.float32))
-        return np.stack([f.result() for f in futures]) if futures else np.zeros((0, 6))
+        return np.stack([f.result() for f in futures]) if futures else np.zeros((0, NUM_CLASSES))
 
     def compute_info(self) -> ComputeInfo:
         return self.model.compute_info()

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from streamser.config import AnalyzeConfig, ConfigError, ModelConfig
+from streamser.constants import NUM_CLASSES
 from streamser.contracts import AnalysisModel
 from streamser.engine.executed_model import ExecutedModel
 from streamser.engine.executor import Executor, ExecutorConfig
@@ -29,7 +30,7 @@ from streamser.engine.offline import analyze_audio
 from streamser.errors import StreamserError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au"}
-PROB_COLUMNS = [f"p{i}" for i in range(6)]
+PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
 COLUMNS = [
     "type", "file", "seq", "window", "t_start_s", "t_end_s", *PROB_COLUMNS, "arousal", "valence",
     "arousal_smooth", "valence_smooth", "speech", "is_speech", "compute_s", "latency_s",
