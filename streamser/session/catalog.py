@@ -17,7 +17,14 @@ from typing import Any
 
 from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
-from streamser.session.reader import SESSION_ID_RE, iter_estimates, read_meta, session_ids
+from streamser.session.reader import (
+    SESSION_ID_RE,
+    SessionState,
+    iter_estimates,
+    read_meta,
+    session_ids,
+    session_state,
+)
 
 
 @dataclass(frozen=True)
@@ -88,16 +95,20 @@ class SessionSummary:
     mean_valence: float | None
     clean: bool
     size_bytes: int
+    state: SessionState | None = None
+    """How the run ended; None when meta.json is unreadable."""
 
 
 def summarize_session(path: Path) -> SessionSummary:
     """Summarise one session; a damaged meta.json gives an unclean row rather than an error,
     so the session can still be seen and deleted."""
+    state: SessionState | None
     try:
         meta = read_meta(path)
         stats = affect_stats(iter_estimates(path))
+        state = session_state(path, meta)
     except SessionError:
-        meta, stats = {}, affect_stats([])
+        meta, stats, state = {}, affect_stats([]), None
     return SessionSummary(
         session_id=path.name,
         path=path,
@@ -108,6 +119,7 @@ def summarize_session(path: Path) -> SessionSummary:
         mean_valence=stats.mean_valence,
         clean=meta.get("closed") is True,
         size_bytes=_tree_size(path),
+        state=state,
     )
 
 
@@ -129,7 +141,7 @@ def format_sessions_table(summaries: Sequence[SessionSummary]) -> str:
             str(s.n_estimates),
             _fmt_mean(s.mean_arousal, signed=False),
             _fmt_mean(s.mean_valence, signed=True),
-            "closed" if s.clean else "not closed",
+            s.state.label if s.state is not None else "unreadable meta.json",
             format_size(s.size_bytes),
         )
         for s in summaries

@@ -14,7 +14,12 @@ atomically (temporary file, fsync, ``os.replace``), so it is never half-written.
 
 A full or failing disk must not take the analyser down: the first ``OSError`` stops logging,
 sets :attr:`SessionLogger.failed`, calls ``on_failure`` once, and nothing more is written, so
-everything already on disk stays valid.
+everything already on disk stays valid. Except one thing: the logger then tries once to say so
+in meta.json (``"log_stopped": "<reason>"``, atomically, so it cannot damage the old file). To
+make that possible on a full disk, a running session holds a small reserve file
+(``.log-reserve``, declared in meta.json as ``"log_reserve"``), which is deleted first to give
+that last write room; a clean close deletes it too. A session that declares a reserve, is not
+closed and has lost its reserve stopped logging even if it could not record why.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 META_FORMAT_VERSION = 1
 """Bumped when the layout changes incompatibly, so readers can tell old sessions apart."""
+RESERVE_NAME = ".log-reserve"
+"""Space held while a session runs, freed to record in meta.json why logging stopped."""
+RESERVE_BYTES = 64 * 1024
 
 
 def default_sessions_root() -> Path:
@@ -141,6 +149,8 @@ class SessionLogger:
             "session_id": self.session_id,
             "closed": False,
         }
+        if _make_reserve(self.path / RESERVE_NAME):
+            self._meta["log_reserve"] = RESERVE_NAME
         opened: list[IO[str]] = []
         try:
             write_meta_atomic(self.path, self._meta)
@@ -185,8 +195,9 @@ class SessionLogger:
     def close(self, counters: dict[str, Any]) -> None:
         """Record the end time and the run's counters and mark the session clean; idempotent.
 
-        After a failure the session stays marked unclean (nothing more is written); closing the
-        logs may still complete a line cut by the failure from their buffers, never start one.
+        After a failure the session stays marked unclean (nothing more is written: meta.json
+        says ``log_stopped`` when that could be recorded); closing the logs may still complete
+        a line cut by the failure from their buffers, never start one.
         """
         with self._lock:
             if self._closed:
@@ -202,6 +213,8 @@ class SessionLogger:
                     closed=True,
                 )
                 reason = self._try(lambda: write_meta_atomic(self.path, self._meta))
+                if reason is None:
+                    _remove_reserve(self.path)
         self._announce(reason)
 
     def __enter__(self) -> SessionLogger:
@@ -246,12 +259,47 @@ class SessionLogger:
             if self.failed is not None:
                 return None
             self.failed = e.strerror or str(e)
+            self._record_stop_locked(self.failed)
             return self.failed
         return None
+
+    def _record_stop_locked(self, reason: str) -> None:
+        """Say in meta.json, once and if at all possible, that logging stopped and why: the
+        reserve is deleted first so that the atomic rewrite finds room on a full disk."""
+        self._meta.update(log_stopped=reason, log_stopped_time=now_iso(), closed=False)
+        _remove_reserve(self.path)
+        with contextlib.suppress(OSError):
+            write_meta_atomic(self.path, self._meta)
 
     def _announce(self, reason: str | None) -> None:
         if reason is not None and self._on_failure is not None:
             self._on_failure(reason)
+
+
+def _make_reserve(path: Path) -> bool:
+    """Create the reserve file (allocated, not sparse); False when there is no room for it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except OSError:
+        return False
+    try:
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except (AttributeError, OSError):  # no fallocate here, or a filesystem without it
+            os.ftruncate(fd, 0)
+            os.write(fd, bytes(RESERVE_BYTES))
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
+    os.close(fd)
+    return True
+
+
+def _remove_reserve(session_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (session_dir / RESERVE_NAME).unlink(missing_ok=True)
 
 
 def _make_session_dir(root: Path, now: datetime) -> tuple[Path, str]:

@@ -138,7 +138,7 @@ def _draw_titles(fig: Figure, session: SessionData) -> None:
         f"started {start:%Y-%m-%d %H:%M:%S %Z}".rstrip() if start else "start unknown",
         f"duration {format_duration(duration)}",
         f"model {model_label(meta)}",
-        "closed cleanly" if session.clean else "NOT closed cleanly (crashed or still running)",
+        session.state.text,
     ]
     fig.text(0.06, 0.935, "   |   ".join(facts), fontsize=11, ha="left")
     fig.text(0.06, 0.905, DERIVED_NOTE, fontsize=10, ha="left", style="italic", color="0.35")
@@ -296,7 +296,7 @@ def summary_rows(session: SessionData) -> list[tuple[str, str]]:
         ("Mean arousal (derived)", _fmt(stats.mean_arousal)),
         ("Mean valence (derived)", _fmt(stats.mean_valence)),
         ("Marks", str(len(session.marks))),
-        ("Closed cleanly", "yes" if session.clean else "no (crashed or still running)"),
+        ("State", session.state.text),
         ("Unreadable log lines", str(session.truncated_lines)),
     ]
     rows += [(f"Counter: {k}", str(v)) for k, v in sorted(counters.items())]
