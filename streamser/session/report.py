@@ -25,12 +25,25 @@ from streamser.labels import DEMO_WARNING
 from streamser.session.catalog import (
     affect_stats,
     format_duration,
+    is_demo_model,
+    model_label,
     parse_time,
     session_duration_s,
 )
 from streamser.session.errors import SessionError
 from streamser.session.logger import FILE_MODE
 from streamser.session.reader import SessionData
+
+__all__ = [
+    "DEMO_WARNING",
+    "build_figure",
+    "is_demo_model",
+    "model_label",
+    "render_html",
+    "render_png",
+    "summary_rows",
+    "write_report",
+]
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -64,27 +77,6 @@ def write_report(session: SessionData, out: Path) -> None:
             f.write(data)
     except OSError as e:
         raise SessionError(f"cannot write report {out}: {e.strerror or e}") from e
-
-
-def is_demo_model(meta: dict[str, Any]) -> bool:
-    """True when meta.json's ``model`` says the random-weight demo model produced the log
-    (``{"demo": true}``, ``kind``/``source`` "demo", or a model string mentioning demo)."""
-    model = meta.get("model")
-    if isinstance(model, dict):
-        kinds = {str(model.get(k, "")).lower() for k in ("kind", "source")}
-        return model.get("demo") is True or "demo" in kinds
-    return isinstance(model, str) and "demo" in model.lower()
-
-
-def model_label(meta: dict[str, Any]) -> str:
-    """A short name for the model that produced the session."""
-    model = meta.get("model")
-    if isinstance(model, dict):
-        name = next((model[k] for k in ("name", "id", "repo_id", "path") if model.get(k)), None)
-        revision = model.get("revision")
-        label = str(name) if name is not None else "unknown model"
-        return f"{label}@{str(revision)[:7]}" if revision else label
-    return str(model) if model else "unknown model"
 
 
 def render_png(session: SessionData) -> bytes:
