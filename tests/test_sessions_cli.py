@@ -20,6 +20,7 @@ from streamser.config import ListenConfig, LogConfig
 from streamser.engine.pipeline import Pipeline
 from streamser.model import load_model
 from streamser.session.catalog import list_sessions
+from streamser.session.logger import SessionLogger
 from streamser.session.reader import read_session, unclean_session_note
 from streamser.session.recorder import read_recording
 from streamser.session.sink import SessionSink
@@ -258,3 +259,17 @@ def test_full_disk_mid_run_stops_logging_not_analysis(tmp_path: Path) -> None:
     assert note is not None and "logging stopped" in note and "killed" not in note
     (listed,) = list_sessions(tmp_path)
     assert listed.state is not None and listed.state.label == state.text
+
+
+def test_mark_refuses_impossible_times_with_one_line(tmp_path: Path) -> None:
+    logger = SessionLogger(tmp_path / "sessions", {"model": {"name": "demo", "demo": True}})
+    logger.close({"stream_s": 12.0})
+    env = env_for(tmp_path)
+    for bad in ("inf", "nan", "-1", "-inf", "12.5"):
+        r = streamser("mark", str(logger.path), "note", f"--at={bad}", env=env)
+        assert r.returncode == 2, (bad, r.stderr)
+        assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "Traceback" not in r.stderr
+    ok = streamser("mark", str(logger.path), "note", "--at", "12", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert [m["t_s"] for m in read_session(logger.path).marks] == [12.0]
