@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from streamser.contracts import Estimate
-from streamser.session.catalog import delete_sessions, format_sessions_table, list_sessions
+from streamser.session.catalog import (
+    DEMO_MARKER,
+    delete_sessions,
+    format_sessions_table,
+    list_sessions,
+    model_column,
+)
 from streamser.session.errors import SessionError
 from streamser.session.logger import SessionLogger
 from streamser.session.reader import iter_estimates, read_session, resolve_session
@@ -44,11 +50,14 @@ def write_session(
     *,
     closed: bool = True,
     start: str = "2026-11-23T22:15:30+00:00",
+    model: Any = None,
 ) -> Path:
     """A session laid out by hand, as the documented format says, independent of the logger."""
     path = root / session_id
     path.mkdir(parents=True)
     meta: dict[str, Any] = {"session_id": session_id, "start_time": start, "closed": closed}
+    if model is not None:
+        meta["model"] = model
     (path / "meta.json").write_text(json.dumps(meta))
     lines = "".join(json.dumps(e.to_json_dict()) + "\n" for e in estimates)
     (path / "estimates.jsonl").write_text(lines)
@@ -171,6 +180,56 @@ def test_sessions_table(tmp_path: Path) -> None:
     assert "not closed" in table[2]
     assert table[0].index("STATE") == table[1].index("closed") == table[2].index("not closed")
     assert format_sessions_table([]) == "No sessions."
+
+
+REAL = {"name": "amiriparian/ExHuBERT", "kind": "hub", "revision": "b158d45ed8", "demo": False}
+DEMO = {"name": "demo", "kind": "demo", "revision": None, "demo": True}
+
+
+def test_sessions_table_names_the_model_and_marks_demo_sessions(tmp_path: Path) -> None:
+    write_session(tmp_path, "20261123-221530-aaaaaa", [make_estimate(0, 0.5, 0.1)], model=REAL)
+    write_session(tmp_path, "20261124-080000-bbbbbb", [make_estimate(0, 0.5, 0.1)], model=DEMO)
+    write_session(tmp_path, "20261125-080000-cccccc", [])
+    (tmp_path / "20261126-000000-dddddd").mkdir()
+    (tmp_path / "20261126-000000-dddddd" / "meta.json").write_text("{damaged")
+    header, real, demo, unknown, damaged = format_sessions_table(list_sessions(tmp_path)).split(
+        "\n"
+    )
+    column = header.index("MODEL")
+    assert real[column:].startswith("amiriparian/ExHuBERT@b158d45 ")
+    assert demo[column:].startswith(DEMO_MARKER) and "DEMO" in DEMO_MARKER
+    assert "ExHuBERT" not in demo
+    assert unknown[column:].startswith("unknown model")
+    assert damaged[column:].startswith("?")
+    state = header.index("STATE")
+    assert real[state:] == "closed" and unknown[state:] == "closed"
+    assert damaged[state:] == "unreadable meta.json"
+    summaries = list_sessions(tmp_path)
+    assert [s.demo for s in summaries] == [False, True, False, False]
+    assert summaries[0].model == "amiriparian/ExHuBERT@b158d45"
+
+
+@pytest.mark.parametrize(
+    ("model", "cell"),
+    [
+        (REAL, "amiriparian/ExHuBERT@b158d45"),
+        (DEMO, DEMO_MARKER),
+        ({"demo": True}, DEMO_MARKER),
+        ("streamser demo model", f"{DEMO_MARKER} streamser demo model"),
+        (
+            {"name": "amiriparian/ExHuBERT", "kind": "demo", "demo": True},
+            f"{DEMO_MARKER} amiriparian/ExHuBERT",
+        ),  # random weights of the full-size architecture are still not a real model
+        ({"name": "/data/models/" + "x" * 60 + "/exhubert-finetuned", "kind": "local"}, None),
+        (None, "unknown model"),
+    ],
+)
+def test_model_column(model: Any, cell: str | None) -> None:
+    shown = model_column({"model": model})
+    if cell is not None:
+        assert shown == cell
+    else:  # a long local path keeps its informative end
+        assert len(shown) == 36 and shown.startswith("…") and shown.endswith("/exhubert-finetuned")
 
 
 def test_delete_sessions_only_exact_ids_inside_root(tmp_path: Path) -> None:

@@ -19,6 +19,9 @@ from streamser.audio.sources import FileSource
 from streamser.config import ListenConfig, LogConfig
 from streamser.engine.pipeline import Pipeline
 from streamser.model import load_model
+from streamser.session.catalog import list_sessions
+from streamser.session.logger import SessionLogger
+from streamser.session.reader import read_session, unclean_session_note
 from streamser.session.recorder import read_recording
 from streamser.session.sink import SessionSink
 from tests.conftest import ROOT_DIR
@@ -91,7 +94,8 @@ def test_kill_9_mid_run_leaves_a_usable_session(tmp_path: Path) -> None:
     env = env_for(tmp_path)
     listing = streamser("sessions", "--log-dir", str(log_dir), env=env)
     assert listing.returncode == 0 and session.name in listing.stdout
-    assert "unclean" in listing.stdout or "not closed" in listing.stdout
+    assert "not closed (killed or still running)" in listing.stdout
+    assert "logging stopped" not in listing.stdout
     replayed = streamser("replay", str(session), "--headless", "--speed", "0", env=env)
     assert replayed.returncode == 0 and "not closed cleanly" in replayed.stderr
     assert len(jsonl(replayed.stdout)) >= 7
@@ -247,3 +251,25 @@ def test_full_disk_mid_run_stops_logging_not_analysis(tmp_path: Path) -> None:
     assert sink.path is not None
     lines = (sink.path / "estimates.jsonl").read_text().splitlines()
     assert len(lines) == 5 and all(json.loads(x)["seq"] == i for i, x in enumerate(lines))
+    meta = json.loads((sink.path / "meta.json").read_text())
+    assert meta["log_stopped"] == "No space left on device" and meta["closed"] is False
+    state = read_session(sink.path).state
+    assert state.text == "logging stopped: No space left on device"
+    note = unclean_session_note(sink.path)
+    assert note is not None and "logging stopped" in note and "killed" not in note
+    (listed,) = list_sessions(tmp_path)
+    assert listed.state is not None and listed.state.label == state.text
+
+
+def test_mark_refuses_impossible_times_with_one_line(tmp_path: Path) -> None:
+    logger = SessionLogger(tmp_path / "sessions", {"model": {"name": "demo", "demo": True}})
+    logger.close({"stream_s": 12.0})
+    env = env_for(tmp_path)
+    for bad in ("inf", "nan", "-1", "-inf", "12.5"):
+        r = streamser("mark", str(logger.path), "note", f"--at={bad}", env=env)
+        assert r.returncode == 2, (bad, r.stderr)
+        assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "Traceback" not in r.stderr
+    ok = streamser("mark", str(logger.path), "note", "--at", "12", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert [m["t_s"] for m in read_session(logger.path).marks] == [12.0]

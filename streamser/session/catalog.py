@@ -17,7 +17,18 @@ from typing import Any
 
 from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
-from streamser.session.reader import SESSION_ID_RE, iter_estimates, read_meta, session_ids
+from streamser.session.reader import (
+    SESSION_ID_RE,
+    SessionState,
+    iter_estimates,
+    read_meta,
+    session_ids,
+    session_state,
+)
+
+DEMO_MARKER = "DEMO (random weights)"
+"""What the sessions table says for a session of the random-weight demo model."""
+MAX_MODEL_CHARS = 36
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,40 @@ def session_duration_s(meta: dict[str, Any], last_t_end_s: float | None) -> floa
     return 0.0
 
 
+def is_demo_model(meta: dict[str, Any]) -> bool:
+    """True when meta.json's ``model`` says the random-weight demo model produced the log
+    (``{"demo": true}``, ``kind``/``source`` "demo", or a model string mentioning demo)."""
+    model = meta.get("model")
+    if isinstance(model, dict):
+        kinds = {str(model.get(k, "")).lower() for k in ("kind", "source")}
+        return model.get("demo") is True or "demo" in kinds
+    return isinstance(model, str) and "demo" in model.lower()
+
+
+def model_label(meta: dict[str, Any]) -> str:
+    """A short name for the model that produced the session: ``name@revision``."""
+    model = meta.get("model")
+    if isinstance(model, dict):
+        name = next((model[k] for k in ("name", "id", "repo_id", "path") if model.get(k)), None)
+        revision = model.get("revision")
+        label = str(name) if name is not None else "unknown model"
+        return f"{label}@{str(revision)[:7]}" if revision else label
+    return str(model) if model else "unknown model"
+
+
+def model_column(meta: dict[str, Any]) -> str:
+    """The sessions table's MODEL cell: the model's label, shortened from the left (a local
+    path's end says most); a demo session says so first, so it never passes for a real one."""
+    label = model_label(meta)
+    if is_demo_model(meta):
+        return (
+            DEMO_MARKER if label.lower() in ("demo", "unknown model") else f"{DEMO_MARKER} {label}"
+        )
+    if len(label) > MAX_MODEL_CHARS:
+        label = "…" + label[-(MAX_MODEL_CHARS - 1) :]
+    return label
+
+
 @dataclass(frozen=True)
 class SessionSummary:
     """One row of ``streamser sessions``."""
@@ -88,16 +133,23 @@ class SessionSummary:
     mean_valence: float | None
     clean: bool
     size_bytes: int
+    model: str = "?"
+    """The MODEL cell (see :func:`model_column`); "?" when meta.json is unreadable."""
+    demo: bool = False
+    state: SessionState | None = None
+    """How the run ended; None when meta.json is unreadable."""
 
 
 def summarize_session(path: Path) -> SessionSummary:
     """Summarise one session; a damaged meta.json gives an unclean row rather than an error,
     so the session can still be seen and deleted."""
+    state: SessionState | None
     try:
         meta = read_meta(path)
         stats = affect_stats(iter_estimates(path))
+        state = session_state(path, meta)
     except SessionError:
-        meta, stats = {}, affect_stats([])
+        meta, stats, state = {}, affect_stats([]), None
     return SessionSummary(
         session_id=path.name,
         path=path,
@@ -108,6 +160,9 @@ def summarize_session(path: Path) -> SessionSummary:
         mean_valence=stats.mean_valence,
         clean=meta.get("closed") is True,
         size_bytes=_tree_size(path),
+        model=model_column(meta) if meta else "?",
+        demo=is_demo_model(meta),
+        state=state,
     )
 
 
@@ -120,7 +175,9 @@ def format_sessions_table(summaries: Sequence[SessionSummary]) -> str:
     """A plain-text table for the terminal (the CLI prints it)."""
     if not summaries:
         return "No sessions."
-    header = ("ID", "START", "DURATION", "ESTIMATES", "AROUSAL", "VALENCE", "STATE", "SIZE")
+    header = (
+        "ID", "START", "DURATION", "ESTIMATES", "AROUSAL", "VALENCE", "SIZE", "MODEL", "STATE"
+    )  # fmt: skip
     rows = [
         (
             s.session_id,
@@ -129,13 +186,14 @@ def format_sessions_table(summaries: Sequence[SessionSummary]) -> str:
             str(s.n_estimates),
             _fmt_mean(s.mean_arousal, signed=False),
             _fmt_mean(s.mean_valence, signed=True),
-            "closed" if s.clean else "not closed",
             format_size(s.size_bytes),
+            s.model,
+            s.state.label if s.state is not None else "unreadable meta.json",
         )
         for s in summaries
     ]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    right = {2, 3, 4, 5, 7}
+    right = {2, 3, 4, 5, 6}
     lines = [
         "  ".join(
             c.rjust(w) if i in right else c.ljust(w)

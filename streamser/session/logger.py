@@ -14,17 +14,24 @@ atomically (temporary file, fsync, ``os.replace``), so it is never half-written.
 
 A full or failing disk must not take the analyser down: the first ``OSError`` stops logging,
 sets :attr:`SessionLogger.failed`, calls ``on_failure`` once, and nothing more is written, so
-everything already on disk stays valid.
+everything already on disk stays valid. Except one thing: the logger then tries once to say so
+in meta.json (``"log_stopped": "<reason>"``, atomically, so it cannot damage the old file). To
+make that possible on a full disk, a running session holds a small reserve file
+(``.log-reserve``, declared in meta.json as ``"log_reserve"``), which is deleted first to give
+that last write room; a clean close deletes it too. A session that declares a reserve, is not
+closed and has lost its reserve stopped logging even if it could not record why.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +39,7 @@ from typing import IO, Any
 
 import platformdirs
 
+from streamser.constants import WINDOW_S
 from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
 
@@ -43,6 +51,9 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 META_FORMAT_VERSION = 1
 """Bumped when the layout changes incompatibly, so readers can tell old sessions apart."""
+RESERVE_NAME = ".log-reserve"
+"""Space held while a session runs, freed to record in meta.json why logging stopped."""
+RESERVE_BYTES = 64 * 1024
 
 
 def default_sessions_root() -> Path:
@@ -146,6 +157,8 @@ class SessionLogger:
             "session_id": self.session_id,
             "closed": False,
         }
+        if _make_reserve(self.path / RESERVE_NAME):
+            self._meta["log_reserve"] = RESERVE_NAME
         opened: list[IO[str]] = []
         try:
             write_meta_atomic(self.path, self._meta)
@@ -190,8 +203,9 @@ class SessionLogger:
     def close(self, counters: dict[str, Any]) -> None:
         """Record the end time and the run's counters and mark the session clean; idempotent.
 
-        After a failure the session stays marked unclean (nothing more is written); closing the
-        logs may still complete a line cut by the failure from their buffers, never start one.
+        After a failure the session stays marked unclean (nothing more is written: meta.json
+        says ``log_stopped`` when that could be recorded); closing the logs may still complete
+        a line cut by the failure from their buffers, never start one.
         """
         with self._lock:
             if self._closed:
@@ -207,6 +221,8 @@ class SessionLogger:
                     closed=True,
                 )
                 reason = self._try(lambda: write_meta_atomic(self.path, self._meta))
+                if reason is None:
+                    _remove_reserve(self.path)
         self._announce(reason)
 
     def __enter__(self) -> SessionLogger:
@@ -251,12 +267,47 @@ class SessionLogger:
             if self.failed is not None:
                 return None
             self.failed = e.strerror or str(e)
+            self._record_stop_locked(self.failed)
             return self.failed
         return None
+
+    def _record_stop_locked(self, reason: str) -> None:
+        """Say in meta.json, once and if at all possible, that logging stopped and why: the
+        reserve is deleted first so that the atomic rewrite finds room on a full disk."""
+        self._meta.update(log_stopped=reason, log_stopped_time=now_iso(), closed=False)
+        _remove_reserve(self.path)
+        with contextlib.suppress(OSError):
+            write_meta_atomic(self.path, self._meta)
 
     def _announce(self, reason: str | None) -> None:
         if reason is not None and self._on_failure is not None:
             self._on_failure(reason)
+
+
+def _make_reserve(path: Path) -> bool:
+    """Create the reserve file (allocated, not sparse); False when there is no room for it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except OSError:
+        return False
+    try:
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except (AttributeError, OSError):  # no fallocate here, or a filesystem without it
+            os.ftruncate(fd, 0)
+            os.write(fd, bytes(RESERVE_BYTES))
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
+    os.close(fd)
+    return True
+
+
+def _remove_reserve(session_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (session_dir / RESERVE_NAME).unlink(missing_ok=True)
 
 
 def _make_session_dir(root: Path, now: datetime) -> tuple[Path, str]:
@@ -282,11 +333,17 @@ def _make_session_dir(root: Path, now: datetime) -> tuple[Path, str]:
 def append_mark(session_dir: Path, note: str, t_s: float | None = None) -> dict[str, Any]:
     """Add a mark to a session from another process (``streamser mark SESSION "note"``).
 
+    ``t_s`` must be a finite number of seconds from 0 on. A session that no longer logs (closed,
+    logging stopped, or not closed and idle for a while: killed) takes marks only up to its
+    end: the counters' ``stream_s`` when it was closed with them, else its last estimate's
+    ``t_end_s`` plus one window (the audio a killed run captured after its last estimate).
+    A running session (not closed, its estimates still growing, or muted) takes any time.
+
     Without ``t_s`` the stream time is approximated as now minus meta.json's ``start_time``:
     it ignores dropped audio and clock drift, so it can be off by a fraction of a second on a
-    live run, and it is refused for a closed session (give ``t_s`` to annotate one). The line
-    is appended with a single ``O_APPEND`` write, so it never interleaves with the logger's.
-    Returns the mark as written.
+    live run, and it is refused for a session that no longer logs (give ``t_s`` to annotate
+    one). The line is appended with a single ``O_APPEND`` write, so it never interleaves with
+    the logger's. Returns the mark as written.
     """
     session_dir = Path(session_dir)
     meta_path = session_dir / META_NAME
@@ -294,20 +351,30 @@ def append_mark(session_dir: Path, note: str, t_s: float | None = None) -> dict[
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise SessionError(f"not a readable streamser session: {session_dir}") from e
-    record: dict[str, Any] = {"t_s": t_s, "wall_time": now_iso(), "note": str(note)}
-    if t_s is None:
-        if meta.get("closed") is True:
+    if not isinstance(meta, dict):
+        raise SessionError(f"not a readable streamser session: {session_dir}")
+    at = None if t_s is None else _valid_mark_time(t_s)
+    stopped = _stopped_session_end(session_dir, meta)
+    record: dict[str, Any] = {"t_s": at, "wall_time": now_iso(), "note": str(note)}
+    if stopped is not None:
+        why, end_s = stopped
+        if at is None:
             raise SessionError(
-                f"session {session_dir.name} has ended; give the mark's time in seconds"
+                f"session {session_dir.name} {why}; "
+                f"give the mark's time in seconds (0 to {end_s:.1f})"
             )
+        if at > end_s + 1e-9:
+            raise SessionError(
+                f"session {session_dir.name} {why}: it ends at {end_s:.1f} s, "
+                f"so a mark at {at:g} s would lie beyond it"
+            )
+    if at is None:
         try:
             start = datetime.fromisoformat(str(meta["start_time"]))
         except (KeyError, ValueError) as e:
             raise SessionError(f"session {session_dir.name} has no valid start_time") from e
-        record["t_s"] = (datetime.now().astimezone() - start).total_seconds()
+        record["t_s"] = max(0.0, (datetime.now().astimezone() - start).total_seconds())
         record["approximate"] = True
-    else:
-        record["t_s"] = float(t_s)
     data = json_line(record).encode("utf-8")
     try:
         fd = os.open(session_dir / MARKS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
@@ -318,3 +385,99 @@ def append_mark(session_dir: Path, note: str, t_s: float | None = None) -> dict[
     except OSError as e:
         raise SessionError(f"cannot add a mark to {session_dir}: {e.strerror or e}") from e
     return record
+
+
+RUNNING_IDLE_S = 30.0
+"""A session that is not closed counts as running while its estimates.jsonl or meta.json
+changed this recently (or within three hops, for long hops)."""
+END_SLACK_S = WINDOW_S
+"""How far past its last estimate a session without a final ``stream_s`` may have run."""
+TAIL_BYTES = 64 * 1024
+
+
+def _valid_mark_time(t_s: Any) -> float:
+    try:
+        at = float(t_s)
+    except (TypeError, ValueError) as e:
+        raise SessionError(f"a mark's time must be a number of seconds, not {t_s!r}") from e
+    if not math.isfinite(at) or at < 0:
+        raise SessionError(
+            f"a mark's time must be a finite number of seconds from 0 on, not {at:g}"
+        )
+    return at
+
+
+def _stopped_session_end(session_dir: Path, meta: dict[str, Any]) -> tuple[str, float] | None:
+    """``(why, end_s)`` for a session that no longer logs; None while it runs."""
+    if meta.get("closed") is True:
+        why = "has ended"
+    elif meta.get("log_stopped"):
+        why = f"stopped logging ({meta['log_stopped']})"
+    elif _looks_running(session_dir, meta):
+        return None
+    else:
+        why = "is not running (not closed cleanly, and nothing logged for a while)"
+    return why, _stream_end_s(session_dir, meta)
+
+
+def _looks_running(session_dir: Path, meta: dict[str, Any]) -> bool:
+    mutes = meta.get("mutes")
+    if isinstance(mutes, list) and mutes:
+        last = mutes[-1]
+        if isinstance(last, dict) and last.get("t_end_s") is None:
+            return True  # muted: nothing is logged until the user unmutes
+    config = meta.get("config")
+    windows = config.get("windows") if isinstance(config, dict) else None
+    hop_s = _finite(windows.get("hop_s")) if isinstance(windows, dict) else None
+    idle_s = max(RUNNING_IDLE_S, 3 * (hop_s or 0.0))
+    newest: float | None = None
+    for name in (ESTIMATES_NAME, META_NAME):
+        try:
+            mtime = (session_dir / name).stat().st_mtime
+        except OSError:
+            continue
+        newest = mtime if newest is None else max(newest, mtime)
+    return newest is not None and time.time() - newest <= idle_s
+
+
+def _stream_end_s(session_dir: Path, meta: dict[str, Any]) -> float:
+    counters = meta.get("counters")
+    stream_s = _finite(counters.get("stream_s")) if isinstance(counters, dict) else None
+    last = last_estimate_end_s(session_dir)
+    if stream_s is not None:
+        return max(stream_s, last or 0.0)
+    if last is not None:
+        return last + END_SLACK_S
+    wall_s = 0.0
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        start = datetime.fromisoformat(str(meta["start_time"]))
+        end = datetime.fromisoformat(str(meta["end_time"]))
+        wall_s = max(0.0, (end - start).total_seconds())
+    return wall_s + END_SLACK_S
+
+
+def last_estimate_end_s(session_dir: Path) -> float | None:
+    """The ``t_end_s`` of the last readable estimate, from the end of estimates.jsonl (a cut
+    last line is passed over); None without estimates."""
+    try:
+        with (Path(session_dir) / ESTIMATES_NAME).open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            tail = f.read()
+    except OSError:
+        return None
+    for raw in reversed(tail.splitlines()):
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            continue
+        end = _finite(record.get("t_end_s")) if isinstance(record, dict) else None
+        if end is not None:
+            return end
+    return None
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None

@@ -2,8 +2,10 @@
 
 The writer flushes one whole line at a time, so after a crash or a full disk only the last
 line of a JSONL file can be cut short; such lines are skipped and counted, never fatal. A
-session whose meta.json does not say ``"closed": true`` was still running or ended abruptly:
-it reads back as not clean.
+session whose meta.json does not say ``"closed": true`` reads back as not clean, and
+:class:`SessionState` says why as far as the directory tells: logging stopped (the logger
+recorded ``"log_stopped"`` in meta.json, or lost the reserve it frees to record it), or the
+run was killed or is still running.
 """
 
 from __future__ import annotations
@@ -17,10 +19,80 @@ from typing import Any
 
 from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
-from streamser.session.logger import ESTIMATES_NAME, MARKS_NAME, META_NAME
+from streamser.session.logger import (
+    ESTIMATES_NAME,
+    MARKS_NAME,
+    META_NAME,
+    RESERVE_NAME,
+)
 
 SESSION_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]*$")
 """What a session id (or a prefix of one) may look like: no dots, no separators."""
+
+
+UNRECORDED_REASON = "reason not recorded"
+MAX_REASON_CHARS = 80
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """How a session's run ended, as far as its directory tells."""
+
+    closed: bool
+    """meta.json says ``"closed": true``: the run ended and its log was closed normally."""
+    log_stopped: str | None = None
+    """Why logging stopped before the run ended (e.g. "No space left on device"), or None."""
+
+    @property
+    def clean(self) -> bool:
+        return self.closed and self.log_stopped is None
+
+    @property
+    def text(self) -> str:
+        """One phrase for people: "closed cleanly", "logging stopped: <reason>" or "not
+        closed cleanly (killed or still running)"."""
+        if self.log_stopped is not None:
+            return f"logging stopped: {self.log_stopped}"
+        return "closed cleanly" if self.closed else "not closed cleanly (killed or still running)"
+
+    @property
+    def label(self) -> str:
+        """The same, shorter, for a table column."""
+        if self.log_stopped is not None:
+            return self.text
+        return "closed" if self.closed else "not closed (killed or still running)"
+
+
+def session_state(path: Path, meta: dict[str, Any]) -> SessionState:
+    """Read the state from meta.json (and, for a run that could not record why its logging
+    stopped, from the reserve file it deleted trying to)."""
+    if meta.get("closed") is True:
+        return SessionState(closed=True)
+    reason = meta.get("log_stopped")
+    if reason is not None and reason != "":
+        return SessionState(closed=False, log_stopped=_one_line(str(reason)))
+    reserve = meta.get("log_reserve")
+    if reserve == RESERVE_NAME and not (Path(path) / RESERVE_NAME).exists():
+        return SessionState(closed=False, log_stopped=UNRECORDED_REASON)
+    return SessionState(closed=False)
+
+
+def unclean_session_note(path: Path) -> str | None:
+    """One line saying that the session at ``path`` was not closed cleanly, and how (for
+    ``analyze SESSION`` and the other commands that read a session), or None when it was;
+    SessionError when ``path`` is not a readable session."""
+    path = Path(path)
+    state = session_state(path, read_meta(path))
+    if state.clean:
+        return None
+    if state.log_stopped is not None:
+        return f"session {path.name}: {state.text} (what was logged before that is intact)"
+    return f"session {path.name} was {state.text}"
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -36,6 +108,13 @@ class SessionData:
     """True when the run closed its log normally (meta.json says ``"closed": true``)."""
     truncated_lines: int
     """Lines of estimates.jsonl and marks.jsonl that could not be parsed and were skipped."""
+    log_stopped: str | None = None
+    """Why logging stopped before the run ended (see :class:`SessionState`), or None."""
+
+    @property
+    def state(self) -> SessionState:
+        """How the run ended: closed cleanly, logging stopped, or killed / still running."""
+        return SessionState(closed=self.clean, log_stopped=self.log_stopped)
 
 
 def is_session_dir(path: Path) -> bool:
@@ -68,14 +147,16 @@ def read_session(path: Path) -> SessionData:
             marks.append(record)
         else:
             counter.bad += 1
+    state = session_state(path, meta)
     return SessionData(
         path=path,
         session_id=str(meta.get("session_id", path.name)),
         meta=meta,
         estimates=estimates,
         marks=sorted(marks, key=lambda m: float(m["t_s"])),
-        clean=meta.get("closed") is True,
+        clean=state.closed,
         truncated_lines=counter.bad,
+        log_stopped=state.log_stopped,
     )
 
 
