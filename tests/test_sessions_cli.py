@@ -76,6 +76,20 @@ def test_analyze_of_the_recording_reproduces_the_live_estimates(tmp_path: Path) 
     recorded, rate = read_recording(session)
     original, orig_rate = sf.read(SPEECH, dtype="float32", always_2d=True)
     assert rate == orig_rate and np.array_equal(recorded[: len(original)], original)
+    assert "not closed cleanly" not in r.stderr
+
+    meta_path = session / "meta.json"  # as a killed run leaves it: never marked closed
+    meta = json.loads(meta_path.read_text())
+    meta["closed"] = False
+    meta_path.write_text(json.dumps(meta))
+    if meta.get("log_reserve"):  # a killed run leaves its reserve file in place
+        (session / meta["log_reserve"]).write_bytes(b"\0")
+    again = streamser(
+        "analyze", str(session), "-o", str(tmp_path / "again.jsonl"), "--model", "demo",
+        env=env_for(tmp_path),
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert f"session {session.name} was not closed cleanly" in again.stderr
 
 
 def test_kill_9_mid_run_leaves_a_usable_session(tmp_path: Path) -> None:

@@ -60,8 +60,8 @@ def replay(args: argparse.Namespace) -> int:
     session = read_session(resolve_session(args.session, sessions_root(args)))
     if not session.clean:
         print(
-            f"streamser: session {session.session_id} was not closed cleanly "
-            f"(the run was killed); replaying the {len(session.estimates)} estimates it logged",
+            f"streamser: session {session.session_id}: {session.state.text}; "
+            f"replaying the {len(session.estimates)} estimates it logged",
             file=sys.stderr,
         )
     if args.headless:
@@ -95,6 +95,6 @@ def report(args: argparse.Namespace) -> int:
     session = read_session(resolve_session(args.session, sessions_root(args)))
     out = Path(args.output).expanduser()
     write_report(session, out)
-    note = "" if session.clean else " (session was not closed cleanly)"
+    note = "" if session.clean else f" (session {session.state.text})"
     write_out(f"wrote {out}{note}")
     return 0

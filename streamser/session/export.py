@@ -89,7 +89,7 @@ def analyze_files(
     model = load_model(cfg.model)
     executor = Executor(model, ExecutorConfig(max_batch=cfg.batch)).start()
     try:
-        analysed, windows = _analyze_all(ExecutedModel(executor, model), cfg, todo, prog, skip)
+        analysed, windows = _analyze_all(ExecutedModel(executor, model), cfg, todo, prog, skip, say)
     finally:
         executor.stop(drain=False)
     if len(failures) == len(files):  # a file broke mid-way, and it was the only one
@@ -108,12 +108,13 @@ def _analyze_all(
     todo: list[Path],
     prog: Path,
     skip: Callable[[Path, Exception], None],
+    say: Callable[[str], None],
 ) -> tuple[int, int]:
     """Analyse ``todo`` in order, appending each file's rows to ``prog`` once it is complete."""
     analysed = windows = 0
     with open(prog, "a", encoding="utf-8") as sink:
         for path in todo:
-            rows = _analyze_one(model, cfg, path, skip)
+            rows = _analyze_one(model, cfg, path, skip, say)
             if rows is None:
                 continue
             sink.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
@@ -128,17 +129,22 @@ def _analyze_one(
     cfg: AnalyzeConfig,
     path: Path,
     skip: Callable[[Path, Exception], None],
+    say: Callable[[str], None],
 ) -> list[dict[str, Any]] | None:
     """The window rows and the summary row of one file; None (and ``skip``) when it fails."""
     from tqdm import tqdm
 
+    from streamser.session.reader import is_session_dir, unclean_session_note
     from streamser.session.recording import open_native_audio
 
     try:
         audio = open_native_audio(path)
+        note = unclean_session_note(path) if is_session_dir(path) else None
     except StreamserError as e:
         skip(path, e)
         return None
+    if note is not None:
+        say(note)
     rows: list[dict[str, Any]] = []
     with tqdm(
         total=audio.frames, desc=path.name[:30], unit="fr", unit_scale=True,

@@ -98,7 +98,7 @@ class ReplayController:
             level_dbfs=None,
             clipping=False,
             silence_warning=None,
-            source_error=None if self.session.clean else "session was not closed cleanly",
+            source_error=None if self.session.clean else f"session {self.session.state.text}",
             finished=self.finished.is_set(),
         )
 
