@@ -23,3 +23,11 @@ PUBLISHED_WEIGHTS_BYTES = 2_673_871_413
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 """Engines that run the network: torch (default; CPU, CUDA, MPS) or onnxruntime (CPU, fp32)."""
+
+MIN_INPUT_RATE_HZ = 8_000
+"""Lowest input sample rate accepted: telephone speech, the least that still carries a voice
+(and the lowest rate microphones and codecs offer). Anything lower is a mislabelled file."""
+
+MAX_INPUT_RATE_HZ = 384_000
+"""Highest input sample rate accepted: the top rate of studio converters. Anything higher is a
+mislabelled file, not audio worth resampling sample by sample."""

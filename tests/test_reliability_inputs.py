@@ -3,8 +3,9 @@
 Valid files of every kind (silence, DC offset, clipping, NaN/inf samples, under 0.1 s, 1/2/6
 channels, 8- to 32-bit integer and 32/64-bit float WAV, FLAC, OGG) go through ``streamser
 listen --fast --headless --model demo`` (in-process, so each case costs only its analysis) and,
-all together, through one ``streamser analyze`` process. Broken inputs and bad device settings
-go through real processes, where a traceback or a second stderr line would show.
+all together, through one ``streamser analyze`` process. Broken inputs (implausible sample rates
+among them) and bad device settings go through real processes, where a traceback or a second
+stderr line would show.
 """
 
 from __future__ import annotations
@@ -309,6 +310,17 @@ def _missing(d: Path) -> Path:
     return d / "no-such-file.wav"
 
 
+def _sampled_at(rate_hz: int) -> Callable[[Path], Path]:
+    """A file whose header names a rate no recording has (a mislabelled file)."""
+
+    def make(d: Path) -> Path:
+        path = d / f"at-{rate_hz}-hz.wav"
+        sf.write(path, speech(0.5), rate_hz, subtype="PCM_16")
+        return path
+
+    return make
+
+
 BROKEN = {
     "corrupt header": (_corrupt_header, "cannot decode"),
     "cut inside the header": (_cut_inside_header, "cannot decode"),
@@ -316,6 +328,9 @@ BROKEN = {
     "text named .wav": (_text_named_wav, "cannot decode"),
     "a directory": (_directory, "is a directory"),
     "nonexistent": (_missing, "not found"),
+    "1 Hz": (_sampled_at(1), "at 1 Hz, below the 8000 to 384000 Hz"),
+    "7 Hz": (_sampled_at(7), "resample it first, e.g. with sox"),
+    "1 MHz": (_sampled_at(1_000_000), "at 1000000 Hz, above the 8000 to 384000 Hz"),
 }
 
 
@@ -361,7 +376,7 @@ def test_truncated_audio_data_gives_the_windows_it_holds(tmp_path: Path, no_conf
         assert_valid_estimate(row)
 
 
-@pytest.mark.parametrize("kind", ["corrupt header", "zero bytes", "nonexistent"])
+@pytest.mark.parametrize("kind", ["corrupt header", "zero bytes", "nonexistent", "7 Hz"])
 def test_analyze_of_a_single_broken_input_is_one_line_with_exit_code_2(
     tmp_path: Path, kind: str, no_config: None
 ) -> None:
