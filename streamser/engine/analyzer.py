@@ -82,6 +82,8 @@ class StreamAnalyzer:
         self.silence = SilenceWatch(in_rate_hz) if watch_silence else None
         self.level = LevelMeter()
         self.silence_warning: str | None = None
+        """The silence watch's message while the input is digitally silent, else None: it
+        clears as soon as a non-zero sample arrives and returns with the next silent run."""
         self.frames_in = 0
         """Capture frames consumed (native rate), zeros for lost frames included."""
         self.dropped_frames = 0
@@ -126,8 +128,10 @@ class StreamAnalyzer:
             mono = mix_to_mono(block)
         mono = self._zero_unusable(mono)
         self.level.push(mono)
-        if self.silence is not None and self.silence.push(mono) and self.silence_warning is None:
-            self.silence_warning = self.silence.message
+        if self.silence is not None:
+            # A run that started and ended inside this block still shows for one poll.
+            fired = self.silence.push(mono)
+            self.silence_warning = self.silence.message if fired or self.silence.silent else None
         self._push_mono(mono)
 
     def _zero_unusable(self, mono: np.ndarray) -> np.ndarray:
