@@ -40,3 +40,20 @@ HISTORY_S = 600.0
 """Stream time of estimates a run keeps in memory for the display: the dashboard's longest range."""
 HISTORY_MAX_ESTIMATES = int(HISTORY_S / MIN_HOP_S * 1.2)  # 14,400
 """The one in-memory estimate history's size: ``HISTORY_S`` at the smallest hop, plus 20 %."""
+
+MIN_INPUT_RATE_HZ = 8_000
+"""Lowest input sample rate accepted: telephone speech, the least that still carries a voice
+(and the lowest rate microphones and codecs offer). Anything lower is a mislabelled file."""
+
+MAX_INPUT_RATE_HZ = 384_000
+"""Highest input sample rate accepted: the top rate of studio converters. Anything higher is a
+mislabelled file, not audio worth resampling sample by sample."""
+
+MAX_SAMPLE_ABS = 1e10
+"""Largest sample magnitude taken as audio; larger ones are corrupt data (a float file holding
+1e30) and are treated like NaN: replaced by 0 and counted. Full scale is 1.0, but float input may
+legitimately hold integer-scaled audio (int16 up to 32,768, int32 up to 2.1e9, as naive
+conversions write it), which is loud, not broken: the model's normalised input ignores the
+level. The bound sits above int32's full scale and far below where the window's normalisation
+would overflow float32: 48,000 squares of 1e10 sum to 4.8e24, against float32's 3.4e38, where a
+single sample of 1e20 overflows it and turns the whole window into the all-zero input."""

@@ -1,13 +1,16 @@
 """The real-size path end to end: a full-size (668 M parameter) ExHuBERT with random weights,
 saved as the published ``pytorch_model.bin`` with legacy weight-norm names, goes through the same
 loader a user's download goes through (strict check, sha256, safetensors copy, memory-mapped
-reload) and predicts a window. Each stage runs in a fresh process so its peak memory is its own."""
+reload) and predicts a window. Each stage runs in a fresh process so its peak memory is its own.
+What it writes (about 5.3 GB: the model twice) is deleted when the test ends, pass or fail."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +68,25 @@ def _run(code: str, *args: str, env: dict[str, str]) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, emptied when the test ends: pytest keeps the directories of the last three
+    runs, which would leave gigabytes of model files behind each time."""
+    yield tmp_path
+    for child in tmp_path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def test_full_size_random_model_through_the_user_loader(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scratch: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import os
 
-    env = {**os.environ, "STREAMSER_CACHE_DIR": str(tmp_path / "cache")}
-    model_dir = tmp_path / "full"
+    env = {**os.environ, "STREAMSER_CACHE_DIR": str(scratch / "cache")}
+    model_dir = scratch / "full"
     model_dir.mkdir()
     saved = _run(SAVE, str(model_dir), str(DATA_DIR / "published_config.json"), env=env)
     size = (model_dir / "pytorch_model.bin").stat().st_size

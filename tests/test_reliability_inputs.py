@@ -1,10 +1,11 @@
 """Awkward audio inputs: every one gives a correct result or a one-line error (exit code 2).
 
-Valid files of every kind (silence, DC offset, clipping, NaN/inf samples, under 0.1 s, 1/2/6
-channels, 8- to 32-bit integer and 32/64-bit float WAV, FLAC, OGG) go through ``streamser
+Valid files of every kind (silence, DC offset, clipping, NaN/inf and huge samples, under 0.1 s,
+1/2/6 channels, 8- to 32-bit integer and 32/64-bit float WAV, FLAC, OGG) go through ``streamser
 listen --fast --headless --model demo`` (in-process, so each case costs only its analysis) and,
-all together, through one ``streamser analyze`` process. Broken inputs and bad device settings
-go through real processes, where a traceback or a second stderr line would show.
+all together, through one ``streamser analyze`` process. Broken inputs (implausible sample rates
+among them) and bad device settings go through real processes, where a traceback or a second
+stderr line would show.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,18 @@ def _with_nonfinite() -> np.ndarray:
     return x
 
 
+def _with_huge(value: float) -> Callable[[], np.ndarray]:
+    """Corrupt float data: magnitudes no audio has, where the NaN case has its NaN/inf."""
+
+    def make() -> np.ndarray:
+        x = speech(3.4)
+        for k, i in enumerate(nonfinite_positions(len(x))):
+            x[i] = value if k % 2 else -value
+        return x
+
+    return make
+
+
 def six_channels(x: np.ndarray) -> np.ndarray:
     """Six copies at different gains; their mean is 0.5 x."""
     return np.stack([x * (k + 1) / 7 for k in range(6)], axis=1)
@@ -89,6 +103,9 @@ CASES = [
     Case("nan_inf_float32", _with_nonfinite, SR, "FLOAT", same_as="nan_inf_zeroed", nonfinite=53),
     Case("nan_inf_float64", _with_nonfinite, SR, "DOUBLE", same_as="nan_inf_zeroed", nonfinite=53),
     Case("nan_inf_zeroed", _zeroed_where_nonfinite, SR, "FLOAT"),
+    Case("huge_float32", _with_huge(1e30), SR, "FLOAT", same_as="nan_inf_zeroed", nonfinite=53),
+    Case("huge_float64", _with_huge(1e300), SR, "DOUBLE", same_as="nan_inf_zeroed", nonfinite=53),
+    Case("beyond_bound", _with_huge(2e10), SR, "FLOAT", same_as="nan_inf_zeroed", nonfinite=53),
     Case("short_50ms", lambda: speech(0.05), SR, "PCM_16"),
     Case("one_sample", lambda: np.array([0.25]), 16_000, "PCM_16"),
     Case("stereo", lambda: np.stack([speech(3.4), -0.5 * speech(3.4)], 1), SR, "PCM_16",
@@ -234,6 +251,17 @@ def test_listen_gives_the_window_formula_and_valid_estimates(
         np.testing.assert_allclose(mine, reference, rtol=0, atol=case.tolerance)
 
 
+def test_huge_samples_are_said_once_without_a_numpy_warning(corpus: Path, no_config: None) -> None:
+    for name in ("huge_float32", "huge_float64", "nan_inf_float32"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an overflow's RuntimeWarning would fail the run
+            run = listen_in_process(corpus / f"{name}.wav", "--no-log")
+        assert run.returncode == 0, run.stderr
+        said = [line for line in run.stderr.splitlines() if "unusable samples" in line]
+        assert len(said) == 1 and said[0].startswith("streamser: WARNING: "), run.stderr
+        assert "RuntimeWarning" not in run.stderr and "Traceback" not in run.stderr
+
+
 def test_digital_silence_is_never_speech(results: dict[str, Any]) -> None:
     rows = results["silence"][1]
     assert rows and all(r["is_speech"] is False and r["speech"] == 0.0 for r in rows)
@@ -252,6 +280,7 @@ def test_analyze_gives_the_window_formula_and_the_live_estimates_for_every_kind_
     r = streamser("analyze", str(corpus), "-o", str(out), "--model", "demo", env=env_for(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "skipped" not in r.stderr
+    assert "RuntimeWarning" not in r.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     for case in CASES:
         path = str(corpus / case.file_name)
@@ -309,6 +338,17 @@ def _missing(d: Path) -> Path:
     return d / "no-such-file.wav"
 
 
+def _sampled_at(rate_hz: int) -> Callable[[Path], Path]:
+    """A file whose header names a rate no recording has (a mislabelled file)."""
+
+    def make(d: Path) -> Path:
+        path = d / f"at-{rate_hz}-hz.wav"
+        sf.write(path, speech(0.5), rate_hz, subtype="PCM_16")
+        return path
+
+    return make
+
+
 BROKEN = {
     "corrupt header": (_corrupt_header, "cannot decode"),
     "cut inside the header": (_cut_inside_header, "cannot decode"),
@@ -316,6 +356,9 @@ BROKEN = {
     "text named .wav": (_text_named_wav, "cannot decode"),
     "a directory": (_directory, "is a directory"),
     "nonexistent": (_missing, "not found"),
+    "1 Hz": (_sampled_at(1), "at 1 Hz, below the 8000 to 384000 Hz"),
+    "7 Hz": (_sampled_at(7), "resample it first, e.g. with sox"),
+    "1 MHz": (_sampled_at(1_000_000), "at 1000000 Hz, above the 8000 to 384000 Hz"),
 }
 
 
@@ -361,7 +404,7 @@ def test_truncated_audio_data_gives_the_windows_it_holds(tmp_path: Path, no_conf
         assert_valid_estimate(row)
 
 
-@pytest.mark.parametrize("kind", ["corrupt header", "zero bytes", "nonexistent"])
+@pytest.mark.parametrize("kind", ["corrupt header", "zero bytes", "nonexistent", "7 Hz"])
 def test_analyze_of_a_single_broken_input_is_one_line_with_exit_code_2(
     tmp_path: Path, kind: str, no_config: None
 ) -> None:

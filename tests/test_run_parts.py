@@ -29,6 +29,7 @@ def test_stats_snapshot_counts_and_converts_drops_to_16k_samples() -> None:
         ring_dropped_frames=4_800,
         gap_frames=2_400,
         nonfinite_samples=0,
+        huge_samples=0,
         frames_in=96_000,
         stream_samples=32_000,
         vad_frames_evicted=0,

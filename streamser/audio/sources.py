@@ -7,8 +7,9 @@ A source closes the ring when its stream ends (end of file, failure or :meth:`st
 drain what is left and then see ``ring.closed``. For a lossless ``"block"`` ring, attach the
 reader before calling :meth:`start`: with no reader attached the ring has nobody to wait for.
 
-Errors a user can fix (a missing file, an unknown device, an unsupported rate) are raised as
-:class:`SourceError` from the constructor, so the command line fails before anything starts.
+Errors a user can fix (a missing file, an unknown device, an unsupported or implausible rate)
+are raised as :class:`SourceError` from the constructor, so the command line fails before
+anything starts.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from streamser.audio.devices import (
     one_line,
     resolve_input_device,
 )
+from streamser.audio.rates import check_input_rate, plausible_rate
 
 if TYPE_CHECKING:
     from streamser.audio.ring import RingBuffer
@@ -161,6 +163,12 @@ class MicSource:
         A refusal is one line that names what the device does accept.
         """
         d = self.device
+        # Refused before PortAudio is asked, whose answer varies with the host API and device.
+        check_input_rate(
+            self.sample_rate_hz,
+            f"input device {d.name!r} cannot record",
+            f"valid choices: {self._valid_settings()}",
+        )
         try:
             if self.channels > d.max_input_channels:
                 # PortAudio refuses this too, but its ALSA host API first prints debug lines
@@ -184,7 +192,7 @@ class MicSource:
         d = self.device
         channels = min(max(self.channels, 1), d.max_input_channels)
         rates = [r for r in STANDARD_RATES_HZ if self._accepts(channels, r)]
-        if d.default_samplerate_hz not in rates:
+        if d.default_samplerate_hz not in rates and plausible_rate(d.default_samplerate_hz):
             rates = sorted([*rates, d.default_samplerate_hz])
         return (
             f"--samplerate {', '.join(str(r) for r in rates)} "
@@ -450,6 +458,12 @@ def _probe_file(path: Path) -> tuple[int, int, int]:
         ) from e
     if info.frames <= 0 or info.samplerate <= 0 or info.channels <= 0:
         raise SourceError(f"audio file holds no samples: {path}")
+    check_input_rate(
+        int(info.samplerate),
+        f"{path} is sampled",
+        "resample it first, e.g. with sox: sox INPUT -r 16000 OUTPUT.wav (if the header names "
+        "the wrong rate, give the true one: sox -r TRUE_RATE INPUT OUTPUT.wav)",
+    )
     return int(info.samplerate), int(info.channels), int(info.frames)
 
 
@@ -473,6 +487,7 @@ class ArraySource(_ReplaySource):
             raise ValueError(f"samples must have shape (n,) or (n, channels), got {array.shape}")
         if sample_rate_hz <= 0:
             raise ValueError(f"sample_rate_hz must be positive, got {sample_rate_hz}")
+        check_input_rate(sample_rate_hz, "samples", "resample them first (e.g. with soxr.resample)")
         super().__init__(
             sample_rate_hz, array.shape[1], f"<array {array.shape}>", realtime, block_s
         )

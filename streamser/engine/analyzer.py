@@ -14,6 +14,7 @@ a drop never shifts the clock.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -28,11 +29,13 @@ from streamser.audio.sources import mix_to_mono
 from streamser.audio.vad import SpeechDetector, is_speech
 from streamser.audio.windows import Window, Windower
 from streamser.config import WindowConfig
-from streamser.constants import NUM_CLASSES, SAMPLE_RATE_HZ
+from streamser.constants import MAX_SAMPLE_ABS, NUM_CLASSES, SAMPLE_RATE_HZ
 from streamser.contracts import AnalysisModel, Estimate
 from streamser.model.affect import AffectSmoother, arousal_of, valence_of
 from streamser.model.preprocess import preprocess
 from streamser.model.runtime import Prediction
+
+log = logging.getLogger("streamser")
 
 
 @dataclass
@@ -79,6 +82,8 @@ class StreamAnalyzer:
         self.silence = SilenceWatch(in_rate_hz) if watch_silence else None
         self.level = LevelMeter()
         self.silence_warning: str | None = None
+        """The silence watch's message while the input is digitally silent, else None: it
+        clears as soon as a non-zero sample arrives and returns with the next silent run."""
         self.frames_in = 0
         """Capture frames consumed (native rate), zeros for lost frames included."""
         self.dropped_frames = 0
@@ -86,6 +91,11 @@ class StreamAnalyzer:
         self.gap_frames = 0
         """Capture frames judged lost by the wall-clock gap detector (not seen as ring drops)."""
         self.nonfinite_samples = 0
+        """Unusable capture frames replaced by 0: NaN, infinite, or beyond ``MAX_SAMPLE_ABS``
+        after the channel mix (``huge_samples`` counts the last kind apart)."""
+        self.huge_samples = 0
+        """Finite frames beyond ``MAX_SAMPLE_ABS`` (corrupt float data), within the above."""
+        self._unusable_warned = False
         self.seq = 0
         self._finished = False
 
@@ -114,15 +124,35 @@ class StreamAnalyzer:
             self._push_mono(np.zeros(lost, dtype=np.float32))
         elif first_frame < self.frames_in:
             block = block[self.frames_in - first_frame :]
-        mono = mix_to_mono(block)
-        if not np.all(np.isfinite(mono)):
-            bad = ~np.isfinite(mono)
-            self.nonfinite_samples += int(bad.sum())
-            mono = np.where(bad, np.float32(0.0), mono)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge channels mix to inf: counted
+            mono = mix_to_mono(block)
+        mono = self._zero_unusable(mono)
         self.level.push(mono)
-        if self.silence is not None and self.silence.push(mono) and self.silence_warning is None:
-            self.silence_warning = self.silence.message
+        if self.silence is not None:
+            # A run that started and ended inside this block still shows for one poll.
+            fired = self.silence.push(mono)
+            self.silence_warning = self.silence.message if fired or self.silence.silent else None
         self._push_mono(mono)
+
+    def _zero_unusable(self, mono: np.ndarray) -> np.ndarray:
+        """Replace NaN, infinite and huge (beyond ``MAX_SAMPLE_ABS``) samples by 0; count them,
+        and say so once on stderr. A huge sample would overflow the window's normalisation and
+        turn the whole window into the all-zero input."""
+        bad = ~(np.abs(mono) <= MAX_SAMPLE_ABS)  # NaN compares False: caught too
+        if not bad.any():
+            return mono
+        n_bad = int(bad.sum())
+        n_huge = int(np.count_nonzero(bad & np.isfinite(mono)))
+        self.nonfinite_samples += n_bad
+        self.huge_samples += n_huge
+        if not self._unusable_warned:
+            self._unusable_warned = True
+            log.warning(
+                "the input holds unusable samples (NaN, infinite, or beyond +/-%g, where full "
+                "scale is 1): each is replaced by 0 and counted (nonfinite_samples)",
+                MAX_SAMPLE_ABS,
+            )
+        return np.where(bad, np.float32(0.0), mono)
 
     def _push_mono(self, mono: np.ndarray) -> None:
         self.frames_in += len(mono)

@@ -202,6 +202,7 @@ class Pipeline:
             "gap_frames": c.gap_frames,
             "recorder_dropped_frames": sink.recorder_dropped_frames,
             "nonfinite_samples": c.nonfinite_samples,
+            "huge_samples": c.huge_samples,
             "frames_in": c.frames_in,
             "stream_s": c.stream_s,
             "compute_s_total": round(c.compute_s_total, 4),

@@ -35,7 +35,9 @@ class Counters:
     recorder_dropped_frames: int = 0
     """Capture frames the ring overwrote before the recorder wrote them."""
     nonfinite_samples: int = 0
-    """NaN/inf input samples, replaced by zeros."""
+    """NaN/inf input samples and implausibly large ones, replaced by zeros."""
+    huge_samples: int = 0
+    """Of those, the implausibly large ones (corrupt data rather than audio)."""
     frames_in: int = 0
     """Capture frames consumed, zeros for lost ones included."""
     stream_samples: int = 0
@@ -76,6 +78,7 @@ class RunStats:
         ring_dropped_frames: int,
         gap_frames: int,
         nonfinite_samples: int,
+        huge_samples: int,
         frames_in: int,
         stream_samples: int,
         vad_frames_evicted: int,
@@ -89,6 +92,7 @@ class RunStats:
                 ring_dropped_frames=ring_dropped_frames,
                 gap_frames=gap_frames,
                 nonfinite_samples=nonfinite_samples,
+                huge_samples=huge_samples,
                 frames_in=frames_in,
                 stream_samples=stream_samples,
                 vad_frames_evicted=vad_frames_evicted,

@@ -135,9 +135,10 @@ class InferenceWorker:
         if self.is_muted():
             block = block * 0.0
         self.analyzer.push_capture(self.frame_offset + first, block)
-        if self.analyzer.silence_warning is not None and not self._silence_announced:
-            self._silence_announced = True
+        silent = self.analyzer.silence_warning is not None
+        if silent and not self._silence_announced:
             log.warning("%s", self.analyzer.silence_warning)
+        self._silence_announced = silent  # said again if the silence ends and comes back
 
     def _compute(self) -> None:
         if self.is_muted():
@@ -189,6 +190,7 @@ class InferenceWorker:
             ring_dropped_frames=a.dropped_frames,
             gap_frames=a.gap_frames,
             nonfinite_samples=a.nonfinite_samples,
+            huge_samples=a.huge_samples,
             frames_in=a.frames_in,
             stream_samples=w.samples_total,
             vad_frames_evicted=a.vad.frames_evicted if a.vad is not None else 0,

@@ -8,9 +8,11 @@ with zeros or cut to exactly 48,000 samples, then normalise over the *whole padd
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from streamser.constants import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from streamser.constants import MAX_SAMPLE_ABS, SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from streamser.resampling import resample_whole
 
 NORM_EPS = 1e-7
@@ -44,12 +46,23 @@ def normalise(x: np.ndarray) -> np.ndarray:
 def preprocess(waveform: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """One waveform -> the model's 48,000-sample float32 input vector.
 
-    Non-finite samples (NaN/inf from a broken device or file) become 0 first, so one bad sample
-    cannot poison the whole window's normalisation.
+    Unusable samples (NaN/inf from a broken device or file, and magnitudes beyond
+    ``MAX_SAMPLE_ABS``, which only corrupt data holds) become 0 first, before resampling spreads
+    them, so one bad sample cannot poison the whole window's normalisation (a huge one would
+    overflow it and turn the window into the all-zero input). Audio without such samples gives
+    exactly the input it always did.
     """
-    x = to_mono(waveform).astype(np.float32, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is caught just below
+        x = to_mono(waveform).astype(np.float32, copy=False)
+    bad = ~(np.abs(x) <= MAX_SAMPLE_ABS)  # NaN compares False: caught too
+    if bad.any():
+        logging.getLogger("streamser").warning(
+            "the waveform holds %d unusable samples (NaN, infinite, or beyond +/-%g): each is "
+            "replaced by 0",
+            int(bad.sum()),
+            MAX_SAMPLE_ABS,
+        )
+        x = np.where(bad, np.float32(0.0), x)
     if sample_rate_hz != SAMPLE_RATE_HZ:
         x = resample_whole(x, int(sample_rate_hz), SAMPLE_RATE_HZ).astype(np.float32, copy=False)
-    if not np.all(np.isfinite(x)):
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     return normalise(pad_or_cut(x)).astype(np.float32, copy=False)

@@ -7,6 +7,7 @@ and highlight is tested without a running app.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -289,7 +290,7 @@ def status_banners(s: StatusSnapshot, state: BannerState) -> tuple[Banner, ...]:
         out.append(Banner("error", s.log_error if stopped else f"logging stopped: {s.log_error}"))
     if s.demo_model:
         out.append(Banner("warning", DEMO_WARNING))
-    if s.silence_warning:
+    if s.silence_warning and not s.muted:  # muted capture is silent by the user's choice
         out.append(Banner("warning", s.silence_warning))
     if s.finished:
         what = "replay" if state.is_replay else "input"
@@ -301,8 +302,18 @@ def status_banners(s: StatusSnapshot, state: BannerState) -> tuple[Banner, ...]:
     return tuple(out)
 
 
+def banner_lines(text: str, width: int) -> list[str]:
+    """A banner's rows at ``width`` cells: one space of margin, then the text wrapped at word
+    boundaries (a word longer than a row is broken), each row padded to the full width so its
+    highlight spans the screen. Every word of the message stays readable at any width."""
+    inner = max(width - 1, 1)
+    rows = textwrap.wrap(text, inner, break_long_words=True, break_on_hyphens=False)
+    return [f" {row}".ljust(width) for row in rows or [""]]
+
+
 class BannerStack(CachedRender):
-    """One highlighted line per active banner; takes no space when there is none."""
+    """The active banners, each highlighted and wrapped onto as many rows as it needs; takes no
+    space when there is none."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"banner--info", "banner--warning", "banner--error"}
     DEFAULT_CSS = """
@@ -329,14 +340,18 @@ class BannerStack(CachedRender):
         return self.banners
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return len(self.banners)
+        return sum(len(banner_lines(b.text, width)) for b in self.banners)
 
     def build(self, width: int, height: int) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        for i, b in enumerate(self.banners):
-            if i:
-                text.append("\n")
-            line = Text(f" {b.text}".ljust(width), style=self.style_of(f"banner--{b.kind}"))
-            line.truncate(width, overflow="ellipsis")
-            text.append_text(line)
+        rows = 0
+        for b in self.banners:
+            style = self.style_of(f"banner--{b.kind}")
+            for row in banner_lines(b.text, width):
+                if rows:
+                    text.append("\n")
+                rows += 1
+                line = Text(row, style=style)
+                line.truncate(width, overflow="ellipsis")  # wide characters count two cells
+                text.append_text(line)
         return text
