@@ -5,7 +5,8 @@ and Parquet) plus one summary row per file. Rows are appended to a JSONL progres
 each file, and files whose summary row is already there (or in an earlier CSV or Parquet
 result) are skipped on the next run. Unreadable files are reported and skipped (and retried
 next time); when no input can be read at all (a single broken file, a name that does not
-exist), the run is a one-line error, before the model is loaded.
+exist), the run is a one-line error, before the model is loaded. So is an output that cannot
+be written (a missing or read-only directory, a directory in its place, an unknown suffix).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,13 +23,14 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from streamser.config import AnalyzeConfig, ConfigError, ModelConfig
+from streamser.config import OUTPUT_FORMATS, AnalyzeConfig, ConfigError, ModelConfig
 from streamser.constants import NUM_CLASSES
 from streamser.contracts import AnalysisModel
 from streamser.engine.executed_model import ExecutedModel
 from streamser.engine.executor import Executor, ExecutorConfig
 from streamser.engine.offline import analyze_audio
 from streamser.errors import StreamserError
+from streamser.session.logger import FILE_MODE
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au"}
 PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
@@ -60,11 +63,12 @@ def analyze_files(
 ) -> AnalysisResult:
     """Analyse every audio file named or found under ``inputs`` into ``cfg.output``.
 
-    ``load_model`` is called once, after every input was found and opened; one executor then
-    owns the model and runs every file's windows in batches of ``cfg.batch``; ``say`` gets the
-    progress messages (resuming, skips).
+    ``load_model`` is called once, after the output was checked and every input was found and
+    opened; one executor then owns the model and runs every file's windows in batches of
+    ``cfg.batch``; ``say`` gets the progress messages (resuming, skips).
     """
     out = Path(cfg.output)
+    check_output(out)
     inputs = list(inputs)
     files = discover(inputs)
     if not files:
@@ -203,7 +207,59 @@ def _fail_without_output(failures: list[Exception]) -> NoReturn:
     raise ConfigError(f"none of the {len(failures)} files could be read (see above); no output")
 
 
-# ----------------------------------------------------------------------------- rows and files
+# ----------------------------------------------------------------------------- the output
+
+
+def check_output(out: Path) -> None:
+    """Refuse an output that cannot be written, before the model is loaded: one line naming
+    ``-o`` and what to do."""
+    if out.suffix not in OUTPUT_FORMATS:
+        raise ConfigError(f"-o {out}: use a name ending in {', '.join(OUTPUT_FORMATS)}")
+    if out.is_dir():
+        raise ConfigError(
+            f"-o {out} is a directory: name a file in it, e.g. -o {out / ('analysis' + out.suffix)}"
+        )
+    parent = out.parent
+    if not parent.exists():
+        raise ConfigError(
+            f"-o {out}: the directory {parent} does not exist: create it, or choose another -o"
+        )
+    if not parent.is_dir():
+        raise ConfigError(f"-o {out}: {parent} is not a directory: choose another -o")
+    probe = parent / f".{out.name}.{secrets.token_hex(4)}.probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"-o {out}: cannot write in {parent} ({e.strerror or e}): "
+            "choose a directory you can write to"
+        ) from e
+    for path in (out, progress_path(out)):
+        if path.exists():
+            _check_writable_file(out, path)
+    if out.suffix == ".parquet":
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None:
+            raise ConfigError(
+                f"-o {out}: writing .parquet needs pyarrow: pip install pyarrow "
+                "(or use .jsonl / .csv)"
+            )
+
+
+def _check_writable_file(out: Path, path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(
+            f"-o {out}: {path} is in the way (not a file): move it, or choose another -o"
+        )
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+    except OSError as e:
+        raise ConfigError(
+            f"-o {out}: cannot write to {path} ({e.strerror or e}): "
+            "make it writable, or choose another -o"
+        ) from e
 
 
 def progress_path(out: Path) -> Path:
@@ -211,17 +267,22 @@ def progress_path(out: Path) -> Path:
     return out if out.suffix == ".jsonl" else out.with_name(f".{out.name}.progress.jsonl")
 
 
+# ----------------------------------------------------------------------------- rows and files
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a JSONL file, tolerating a last line cut by a crash."""
     rows: list[dict[str, Any]] = []
     if not path.exists():
         return rows
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for line in f:
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line.decode("utf-8"))
             except ValueError:
                 break
+            if isinstance(row, dict):
+                rows.append(row)
     return rows
 
 
@@ -271,12 +332,20 @@ def write_final(out: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_final(out: Path) -> list[dict[str, Any]]:
-    """Rows of an earlier CSV or Parquet result (flat), so a resumed run keeps them."""
+    """Rows of an earlier CSV or Parquet result (flat), so a resumed run keeps them; a file
+    that does not read back is a one-line error (before the model loads), never overwritten."""
     if not out.exists():
         return []
-    if out.suffix == ".csv":
-        with open(out, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    import pyarrow.parquet as pq
+    try:
+        if out.suffix == ".csv":
+            with open(out, newline="", encoding="utf-8") as f:
+                return list(csv.DictReader(f))
+        import pyarrow.parquet as pq
 
-    return pq.read_table(out).to_pylist()
+        return pq.read_table(out).to_pylist()
+    except (OSError, ValueError, csv.Error) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise ConfigError(
+            f"-o {out} exists but does not read back as {out.suffix} ({reason}): "
+            "move it away, or choose another -o"
+        ) from e

@@ -1,0 +1,110 @@
+"""``streamser analyze``: its output checked before the model loads.
+
+Everything runs in-process (``main``) with the demo model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+
+from streamser.config import ModelConfig
+from tests.test_listen_cli import SPEECH
+from tests.test_reliability_inputs import Run, assert_one_line_error, run_in_process
+from tests.test_sessions_cli import read_any
+
+
+@pytest.fixture(autouse=True)
+def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMSER_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("STREAMSER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a wrong model choice fails fast, never downloads
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the model fails the test: the error had to come first."""
+    import streamser.commands.listen as listen
+
+    def load_for(cfg: ModelConfig) -> Any:
+        raise AssertionError("the model was loaded before the error")
+
+    monkeypatch.setattr(listen, "load_for", load_for)
+
+
+def analyze(*args: str, model: str | None = "demo") -> Run:
+    return run_in_process("analyze", *args, *(["--model", model] if model else []))
+
+
+def rows_of(out: Path) -> list[dict[str, Any]]:
+    return read_any(out)
+
+
+def speech_file(path: Path, seconds: float = 4.0) -> Path:
+    x, rate = sf.read(SPEECH, dtype="float32", always_2d=True)
+    sf.write(path, x[: round(seconds * rate)], rate, subtype="FLOAT")
+    return path
+
+
+# ----------------------------------------------------------------------------- the output
+
+
+def _unwritable_dir(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        d = tmp_path / "read-only"
+        d.mkdir()
+        d.chmod(0o500)
+        return d
+    if Path("/sys").is_dir():  # sysfs refuses new files even to root
+        return Path("/sys")
+    pytest.skip("running as root without /sys: no directory refuses writing")
+
+
+OUTPUT_PROBLEMS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "missing directory": (lambda t: t / "missing" / "dir" / "x.jsonl", "does not exist"),
+    "a directory": (lambda t: _mkdir(t / "result.jsonl"), "is a directory"),
+    "unwritable directory": (lambda t: _unwritable_dir(t) / "x.csv", "cannot write in"),
+    "parent is a file": (lambda t: _touch(t / "file") / "x.jsonl", "is not a directory"),
+    "unknown suffix": (lambda t: t / "x.txt", "use a name ending in .jsonl"),
+    "corrupt parquet": (lambda t: _touch(t / "x.parquet", b"not parquet"), "does not read back"),
+    "progress file in the way": (
+        lambda t: _mkdir(t / ".x.csv.progress.jsonl").with_name("x.csv"),
+        "in the way",
+    ),
+}
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True)
+    return p
+
+
+def _touch(p: Path, data: bytes = b"") -> Path:
+    p.write_bytes(data)
+    return p
+
+
+@pytest.mark.parametrize("kind", list(OUTPUT_PROBLEMS))
+def test_an_output_that_cannot_be_written_is_one_line_before_the_model_loads(
+    tmp_path: Path, kind: str, no_model: None
+) -> None:
+    make, needle = OUTPUT_PROBLEMS[kind]
+    out = make(tmp_path)
+    audio = speech_file(tmp_path / "a.wav", 1.5)
+    line = assert_one_line_error(analyze(str(audio), "-o", str(out)), needle)
+    assert "-o" in line, line
+
+
+def test_an_unwritable_existing_result_is_one_line(tmp_path: Path, no_model: None) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes to read-only files")
+    out = tmp_path / "x.jsonl"
+    out.write_text("")
+    out.chmod(0o400)
+    r = analyze(str(speech_file(tmp_path / "a.wav", 1.5)), "-o", str(out))
+    assert "cannot write to" in assert_one_line_error(r, "-o")
