@@ -1,19 +1,24 @@
-"""``streamser analyze``: its output checked before the model loads.
+"""``streamser analyze``: its output checked before the model loads, and each input analysed
+once.
 
-Everything runs in-process (``main``) with the demo model.
+Everything runs in-process (``main``) with the demo model; sessions are built by hand (meta.json
+and audio segments written by the recorder itself).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from streamser.config import ModelConfig
+from streamser.session.recorder import AudioRecorder
 from tests.test_listen_cli import SPEECH
 from tests.test_reliability_inputs import Run, assert_one_line_error, run_in_process
 from tests.test_sessions_cli import read_any
@@ -48,6 +53,31 @@ def rows_of(out: Path) -> list[dict[str, Any]]:
 def speech_file(path: Path, seconds: float = 4.0) -> Path:
     x, rate = sf.read(SPEECH, dtype="float32", always_2d=True)
     sf.write(path, x[: round(seconds * rate)], rate, subtype="FLOAT")
+    return path
+
+
+def make_session(
+    path: Path,
+    spans_s: list[tuple[float, float]],
+    model: dict[str, Any] | None = None,
+    signal: np.ndarray | None = None,
+    rate: int | None = None,
+) -> Path:
+    """A closed session whose recording holds ``signal`` (default: the speech clip) over
+    ``spans_s`` only, written by the recorder as a live run would (start, write, stop)."""
+    if signal is None:
+        signal, rate = sf.read(SPEECH, dtype="float32", always_2d=True)
+    assert rate is not None
+    path.mkdir(parents=True)
+    meta: dict[str, Any] = {"session_id": path.name, "closed": True}
+    meta["model"] = {"name": "demo", "revision": None} if model is None else model
+    (path / "meta.json").write_text(json.dumps(meta))
+    recorder = AudioRecorder(path, rate, signal.shape[1], segment_s=2.0)
+    for a, b in spans_s:
+        first, end = round(a * rate), min(len(signal), round(b * rate))
+        recorder.start(first)
+        recorder.write(first, signal[first:end])
+        recorder.stop()
     return path
 
 
@@ -108,3 +138,31 @@ def test_an_unwritable_existing_result_is_one_line(tmp_path: Path, no_model: Non
     out.chmod(0o400)
     r = analyze(str(speech_file(tmp_path / "a.wav", 1.5)), "-o", str(out))
     assert "cannot write to" in assert_one_line_error(r, "-o")
+
+
+# ----------------------------------------------------------------------------- each input once
+
+
+def test_each_input_is_analysed_once_however_it_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    a = speech_file(corpus / "a.wav", 1.5)
+    b = speech_file(corpus / "b.wav", 2.5)
+    (tmp_path / "link.wav").symlink_to(a)
+    session = make_session(corpus / "sessions" / "s1", [(0.0, 2.0)])
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.jsonl"
+    names = [str(b), "corpus/b.wav", "./corpus//b.wav", "link.wav", str(corpus), str(session)]
+    r = analyze(*names, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    summaries = [row["file"] for row in rows_of(out) if row["type"] == "summary"]
+    # first mentions, in order: b named, a through the link, the session found under corpus
+    assert summaries == [str(b), "link.wav", str(session)]
+    assert not any("seg0" in f for f in summaries)  # a session is taken whole
+
+    rows = rows_of(out)
+    again = analyze(str(tmp_path / "corpus" / "b.wav"), str(a), "-o", str(out))
+    assert again.returncode == 0 and "2 file(s) already done" in again.stderr
+    assert rows_of(out) == rows

@@ -7,6 +7,9 @@ result) are skipped on the next run. Unreadable files are reported and skipped (
 next time); when no input can be read at all (a single broken file, a name that does not
 exist), the run is a one-line error, before the model is loaded. So is an output that cannot
 be written (a missing or read-only directory, a directory in its place, an unknown suffix).
+
+Each input is analysed once, however many times it is named (by its resolved path). A session
+directory is taken whole, named or found under a directory.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,7 +33,7 @@ from streamser.engine.executed_model import ExecutedModel
 from streamser.engine.executor import Executor, ExecutorConfig
 from streamser.engine.offline import analyze_audio
 from streamser.errors import StreamserError
-from streamser.session.logger import FILE_MODE
+from streamser.session.logger import AUDIO_DIR_NAME, FILE_MODE
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au"}
 PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
@@ -75,8 +78,8 @@ def analyze_files(
         raise ConfigError("no audio files found in " + " ".join(inputs))
     prog = progress_path(out)
     earlier = read_final(out) if out.suffix != ".jsonl" else []
-    done = {r["file"] for r in earlier + read_rows(prog) if r.get("type") == "summary"}
-    todo = [f for f in files if str(f) not in done]
+    done = _done_names([r for r in earlier + read_rows(prog) if r.get("type") == "summary"])
+    todo = [f for f in files if str(f) not in done and str(_resolved(f)) not in done]
     if len(todo) < len(files):
         say(f"resuming: {len(files) - len(todo)} file(s) already done")
     failures: list[Exception] = []
@@ -169,23 +172,64 @@ def _analyze_one(
 def discover(inputs: Iterable[str]) -> list[Path]:
     """Audio files named or found (recursively) under directories; session dirs are taken whole.
 
-    A named path that does not exist is a typing mistake: it fails here, before the model loads.
+    Each file is listed once, at its first mention, however it is spelt (named twice, through a
+    link, or named and also found under a directory): paths are compared resolved. A session
+    directory found under a directory is taken whole when it holds a recording, never its
+    segment files one by one. A named path that does not exist is a typing mistake: it fails
+    here, before the model loads.
     """
     from streamser.audio.devices import SourceError
     from streamser.session.reader import is_session_dir
 
     found: list[Path] = []
+    seen: set[Path] = set()
     for item in inputs:
         p = Path(item).expanduser()
         if not p.exists():
             raise SourceError(f"audio file not found: {p}")
-        if p.is_dir() and not is_session_dir(p):
-            found += sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
-            )
-        else:
-            found.append(p)
+        for f in _walk(p) if p.is_dir() and not is_session_dir(p) else [p]:
+            key = _resolved(f)
+            if key not in seen:
+                seen.add(key)
+                found.append(f)
     return found
+
+
+def _walk(directory: Path) -> Iterator[Path]:
+    """Audio files and recorded sessions under ``directory``, in sorted path order; links to
+    directories are not followed (they could loop)."""
+    from streamser.session.reader import is_session_dir
+
+    try:
+        children = sorted(directory.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if child.is_dir():
+            if is_session_dir(child):
+                if _has_recording(child):
+                    yield child
+            elif not child.is_symlink():
+                yield from _walk(child)
+        elif child.is_file() and child.suffix.lower() in AUDIO_SUFFIXES:
+            yield child
+
+
+def _has_recording(session_dir: Path) -> bool:
+    from streamser.session.recorder import SEGMENT_NAME_RE
+
+    audio = session_dir / AUDIO_DIR_NAME
+    try:
+        return audio.is_dir() and any(SEGMENT_NAME_RE.match(p.name) for p in audio.iterdir())
+    except OSError:
+        return False
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop: the spelling is all there is
+        return path.absolute()
 
 
 def _readable(path: Path, skip: Callable[[Path, Exception], None]) -> bool:
@@ -205,6 +249,17 @@ def _fail_without_output(failures: list[Exception]) -> NoReturn:
     if len(failures) == 1:
         raise failures[0]
     raise ConfigError(f"none of the {len(failures)} files could be read (see above); no output")
+
+
+def _done_names(summaries: list[dict[str, Any]]) -> dict[str, str]:
+    """The files earlier runs finished, by their name in the rows and by their resolved path
+    (so another spelling of the same file is done too) -> their name in the rows."""
+    done: dict[str, str] = {}
+    for row in summaries:
+        name = str(row["file"])
+        done.setdefault(str(_resolved(Path(name))), name)
+        done[name] = name
+    return done
 
 
 # ----------------------------------------------------------------------------- the output
