@@ -1,5 +1,5 @@
-"""``streamser analyze``: its output checked before the model loads, and each input analysed
-once.
+"""``streamser analyze``: its output checked before the model loads, each input analysed once,
+and private files.
 
 Everything runs in-process (``main``) with the demo model; sessions are built by hand (meta.json
 and audio segments written by the recorder itself).
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,38 @@ def test_each_input_is_analysed_once_however_it_is_named(
     again = analyze(str(tmp_path / "corpus" / "b.wav"), str(a), "-o", str(out))
     assert again.returncode == 0 and "2 file(s) already done" in again.stderr
     assert rows_of(out) == rows
+
+
+# ----------------------------------------------------------------------------- private files
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_results_are_private_whatever_the_umask(
+    tmp_path: Path, suffix: str, open_umask: None
+) -> None:
+    out = tmp_path / f"out{suffix}"
+    audio = speech_file(tmp_path / "a.wav", 1.5)
+    if suffix == ".jsonl":  # left readable by an earlier version: made private on resume
+        out.write_text("")
+        out.chmod(0o644)
+    r = analyze(str(audio), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert {p.name: oct(_mode(p)) for p in tmp_path.iterdir() if p != audio} == {
+        out.name: oct(0o600)
+    }  # no temporary or progress file left behind either
+    more = speech_file(tmp_path / "b.wav", 2.0)
+    assert analyze(str(audio), str(more), "-o", str(out)).returncode == 0  # rewritten: still
+    assert _mode(out) == 0o600

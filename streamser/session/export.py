@@ -10,10 +10,13 @@ be written (a missing or read-only directory, a directory in its place, an unkno
 
 Each input is analysed once, however many times it is named (by its resolved path). A session
 directory is taken whole, named or found under a directory.
+
+Every file written is private (0600, whatever the umask), like a session's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -119,7 +122,7 @@ def _analyze_all(
 ) -> tuple[int, int]:
     """Analyse ``todo`` in order, appending each file's rows to ``prog`` once it is complete."""
     analysed = windows = 0
-    with open(prog, "a", encoding="utf-8") as sink:
+    with open_private(prog, os.O_WRONLY | os.O_APPEND, "a") as sink:
         for path in todo:
             rows = _analyze_one(model, cfg, path, skip, say)
             if rows is None:
@@ -322,6 +325,19 @@ def progress_path(out: Path) -> Path:
     return out if out.suffix == ".jsonl" else out.with_name(f".{out.name}.progress.jsonl")
 
 
+@contextlib.contextmanager
+def open_private(path: Path, flags: int, mode: str, **kw: Any) -> Iterator[Any]:
+    """``open(path, mode)``, the file created 0600 whatever the umask (and made 0600 when an
+    earlier version left it readable to others)."""
+    fd = os.open(path, flags | os.O_CREAT, FILE_MODE)
+    with contextlib.suppress(OSError):  # not ours to change: leave it as it is
+        os.chmod(path, FILE_MODE)
+    if "b" not in mode:
+        kw.setdefault("encoding", "utf-8")
+    with os.fdopen(fd, mode, **kw) as f:
+        yield f
+
+
 # ----------------------------------------------------------------------------- rows and files
 
 
@@ -365,11 +381,13 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_final(out: Path, rows: list[dict[str, Any]]) -> None:
-    """Write the CSV or Parquet result atomically from all rows."""
+    """Write the CSV or Parquet result atomically from all rows, privately."""
     flat = [flatten(r) for r in rows]
     tmp = out.with_name(out.name + ".partial")
+    tmp.unlink(missing_ok=True)  # a crash's leftover, perhaps not private
+    flags = os.O_WRONLY | os.O_EXCL
     if out.suffix == ".csv":
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with open_private(tmp, flags, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(flat)
@@ -382,7 +400,8 @@ def write_final(out: Path, rows: list[dict[str, Any]]) -> None:
                 "writing .parquet needs pyarrow: pip install pyarrow (or use .jsonl / .csv)"
             ) from e
         table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in flat])
-        pq.write_table(table, tmp)
+        with open_private(tmp, flags, "wb") as f:
+            pq.write_table(table, f)
     os.replace(tmp, out)
 
 
