@@ -1,5 +1,5 @@
 """``streamser analyze``: its output checked before the model loads, each input analysed once,
-and private files.
+private files, and the provenance file.
 
 Everything runs in-process (``main``) with the demo model; sessions are built by hand (meta.json
 and audio segments written by the recorder itself).
@@ -19,10 +19,14 @@ import pytest
 import soundfile as sf
 
 from streamser.config import ModelConfig
+from streamser.labels import DEMO_WARNING
 from streamser.session.recorder import AudioRecorder
+from tests.conftest import DATA_DIR
 from tests.test_listen_cli import SPEECH
 from tests.test_reliability_inputs import Run, assert_one_line_error, run_in_process
 from tests.test_sessions_cli import read_any
+
+TINY_MODEL = str(DATA_DIR / "tiny-parametrized")
 
 
 @pytest.fixture(autouse=True)
@@ -129,6 +133,7 @@ def test_an_output_that_cannot_be_written_is_one_line_before_the_model_loads(
     audio = speech_file(tmp_path / "a.wav", 1.5)
     line = assert_one_line_error(analyze(str(audio), "-o", str(out)), needle)
     assert "-o" in line, line
+    assert not provenance(out).exists()
 
 
 def test_an_unwritable_existing_result_is_one_line(tmp_path: Path, no_model: None) -> None:
@@ -162,6 +167,8 @@ def test_each_input_is_analysed_once_however_it_is_named(
     # first mentions, in order: b named, a through the link, the session found under corpus
     assert summaries == [str(b), "link.wav", str(session)]
     assert not any("seg0" in f for f in summaries)  # a session is taken whole
+    inputs = json.loads(provenance(out).read_text())["inputs"]
+    assert [i["file"] for i in inputs] == summaries
 
     rows = rows_of(out)
     again = analyze(str(tmp_path / "corpus" / "b.wav"), str(a), "-o", str(out))
@@ -170,6 +177,10 @@ def test_each_input_is_analysed_once_however_it_is_named(
 
 
 # ----------------------------------------------------------------------------- private files
+
+
+def provenance(out: Path) -> Path:
+    return out.with_name(out.name + ".meta.json")
 
 
 def _mode(p: Path) -> int:
@@ -186,7 +197,7 @@ def open_umask() -> Iterator[None]:
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
-def test_results_are_private_whatever_the_umask(
+def test_results_and_provenance_are_private_whatever_the_umask(
     tmp_path: Path, suffix: str, open_umask: None
 ) -> None:
     out = tmp_path / f"out{suffix}"
@@ -197,8 +208,92 @@ def test_results_are_private_whatever_the_umask(
     r = analyze(str(audio), "-o", str(out))
     assert r.returncode == 0, r.stderr
     assert {p.name: oct(_mode(p)) for p in tmp_path.iterdir() if p != audio} == {
-        out.name: oct(0o600)
+        out.name: oct(0o600),
+        provenance(out).name: oct(0o600),
     }  # no temporary or progress file left behind either
     more = speech_file(tmp_path / "b.wav", 2.0)
     assert analyze(str(audio), str(more), "-o", str(out)).returncode == 0  # rewritten: still
-    assert _mode(out) == 0o600
+    assert _mode(out) == _mode(provenance(out)) == 0o600
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def test_the_provenance_file_names_model_compute_settings_and_inputs(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    a = speech_file(corpus / "a.wav", 1.5)
+    broken = corpus / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    out = tmp_path / "out.parquet"
+    r = analyze(str(corpus), "-o", str(out), "--hop", "0.5", "--batch", "3", "--no-vad")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(provenance(out).read_text())
+    assert meta["streamser_version"]
+    assert meta["model"]["name"] == "demo" and meta["model"]["demo"] is True
+    assert meta["model"]["warning"] == DEMO_WARNING
+    assert {"revision", "sha256", "sha256_status"} <= set(meta["model"])
+    assert meta["compute"] == {"device": "cpu", "dtype": "float32", "backend": "torch"}
+    assert meta["windows"]["hop_s"] == 0.5 and meta["windows"]["vad"] is False
+    assert {"first_s", "smooth_s", "vad_threshold", "skip_non_speech"} <= set(meta["windows"])
+    assert meta["batch"] == 3
+    by_file = {i["file"]: i for i in meta["inputs"]}
+    assert by_file[str(a)]["status"] == "done"
+    assert by_file[str(broken)]["status"] == "skipped"
+    assert by_file[str(broken)]["reason"]
+    import pyarrow.parquet as pq
+
+    embedded = pq.read_schema(out).metadata[b"streamser"]
+    assert json.loads(embedded) == meta
+
+    b = speech_file(corpus / "b.wav", 2.0)  # resumed: the file is updated, not replaced
+    again = analyze(str(corpus), "-o", str(out), "--hop", "0.5", "--batch", "3", "--no-vad")
+    assert again.returncode == 0, again.stderr
+    meta2 = json.loads(provenance(out).read_text())
+    statuses = {i["file"]: i["status"] for i in meta2["inputs"]}
+    assert statuses == {str(a): "done", str(broken): "skipped", str(b): "done"}
+    assert [run["analysed"] for run in meta2["runs"]] == [1, 1]
+    assert json.loads(pq.read_schema(out).metadata[b"streamser"]) == meta2
+
+
+def test_an_interrupted_run_leaves_a_provenance_file_saying_what_is_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamser.session.export as export
+
+    a = speech_file(tmp_path / "a.wav", 1.5)
+    b = speech_file(tmp_path / "b.wav", 2.0)
+    real = export._analyze_one
+
+    def analyze_one(model: Any, cfg: Any, path: Path, *rest: Any) -> Any:
+        if path == b:
+            raise RuntimeError("interrupted")
+        return real(model, cfg, path, *rest)
+
+    monkeypatch.setattr(export, "_analyze_one", analyze_one)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        analyze(str(a), str(b), "-o", str(out))
+    meta = json.loads(provenance(out).read_text())
+    assert [(i["file"], i["status"]) for i in meta["inputs"]] == [
+        (str(a), "done"),
+        (str(b), "pending"),
+    ]
+    assert meta["runs"][-1]["finished"] is None and meta["runs"][-1]["analysed"] == 1
+    assert _mode(provenance(out)) == 0o600
+
+
+def test_resuming_with_other_settings_or_another_model_is_refused(tmp_path: Path) -> None:
+    a = speech_file(tmp_path / "a.wav", 1.5)
+    b = speech_file(tmp_path / "b.wav", 2.0)
+    out = tmp_path / "out.jsonl"
+    assert analyze(str(a), "-o", str(out)).returncode == 0
+    before = out.read_bytes()
+    r = analyze(str(a), str(b), "-o", str(out), "--hop", "0.5")
+    assert "hop_s 1.0 there, 0.5 now" in assert_one_line_error(r, "-o", "another -o")
+    r = analyze(str(a), str(b), "-o", str(out), model=TINY_MODEL)  # known once it has loaded
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith("streamser: error: -o ") and "holds results of model demo," in last
+    assert "--model" in last
+    assert out.read_bytes() == before

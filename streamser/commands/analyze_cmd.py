@@ -1,7 +1,7 @@
 """``streamser analyze FILE_OR_DIR... -o OUT``: the model over audio files as fast as possible.
 
-The work (finding the files, resuming, the CSV and Parquet results) is
-:func:`streamser.session.export.analyze_files`; see there.
+The work (checking the output, finding the files, resuming, the CSV and Parquet results, the
+provenance file) is :func:`streamser.session.export.analyze_files`; see there.
 """
 
 from __future__ import annotations

@@ -11,7 +11,11 @@ be written (a missing or read-only directory, a directory in its place, an unkno
 Each input is analysed once, however many times it is named (by its resolved path). A session
 directory is taken whole, named or found under a directory.
 
-Every file written is private (0600, whatever the umask), like a session's.
+Every file written is private (0600, whatever the umask), like a session's. Next to the result,
+``<output>.meta.json`` says what made it: the streamser version, the model and its weights'
+hash, how it ran, the window settings, the batch, and each input's status; a Parquet result
+also holds that JSON in its schema metadata (key ``streamser``). Resuming with another model or
+other window settings is refused: one result holds one analysis.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,7 +41,9 @@ from streamser.engine.executed_model import ExecutedModel
 from streamser.engine.executor import Executor, ExecutorConfig
 from streamser.engine.offline import analyze_audio
 from streamser.errors import StreamserError
+from streamser.labels import DEMO_WARNING
 from streamser.session.logger import AUDIO_DIR_NAME, FILE_MODE
+from streamser.version import __version__
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au"}
 PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
@@ -47,6 +54,9 @@ COLUMNS = [
     "mean_arousal", "mean_valence",
 ]  # fmt: skip
 """The CSV and Parquet columns: window rows and summary rows share them."""
+PROVENANCE_SUFFIX = ".meta.json"
+PARQUET_METADATA_KEY = "streamser"
+"""The key of the provenance JSON in a Parquet result's schema metadata."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,8 @@ class AnalysisResult:
     windows: int
     failed: int
     """Unreadable files, skipped."""
+    provenance: Path | None = None
+    """The ``<output>.meta.json`` written."""
 
 
 def analyze_files(
@@ -80,15 +92,28 @@ def analyze_files(
     if not files:
         raise ConfigError("no audio files found in " + " ".join(inputs))
     prog = progress_path(out)
+    meta_path = provenance_path(out)
     earlier = read_final(out) if out.suffix != ".jsonl" else []
-    done = _done_names([r for r in earlier + read_rows(prog) if r.get("type") == "summary"])
-    todo = [f for f in files if str(f) not in done and str(_resolved(f)) not in done]
+    summaries = [r for r in earlier + read_rows(prog) if r.get("type") == "summary"]
+    earlier_meta = read_provenance(meta_path) if summaries else None
+    _check_same_windows(out, earlier_meta, cfg)
+    done = _done_names(summaries)
+    inputs_status = _InputsStatus(earlier_meta)
+    todo: list[Path] = []
+    for f in files:
+        name = done.get(str(f)) or done.get(str(_resolved(f)))
+        if name is None:
+            todo.append(f)
+            inputs_status.set(str(f), "pending")
+        else:
+            inputs_status.set(name, "done")
     if len(todo) < len(files):
         say(f"resuming: {len(files) - len(todo)} file(s) already done")
     failures: list[Exception] = []
 
     def skip(path: Path, e: Exception) -> None:
         failures.append(e)
+        inputs_status.set(str(path), "skipped", reason=str(e))
         if len(files) > 1:  # a single input's failure is the run's one-line error instead
             say(f"skipped {path}: {e}")
 
@@ -96,20 +121,47 @@ def analyze_files(
     if failures and len(failures) == len(files):
         _fail_without_output(failures)
     had_progress = prog.exists()
+    started = _now()
     model = load_model(cfg.model)
+    _check_same_model(out, earlier_meta, model)
     executor = Executor(model, ExecutorConfig(max_batch=cfg.batch)).start()
+    counts = _Counts()
+    finished = False
+
+    def provenance() -> dict[str, Any]:
+        run = {"started": started, "finished": _now() if finished else None, **counts.as_dict()}
+        return describe(out, cfg, model, inputs_status.entries(), earlier_meta, run)
+
     try:
-        analysed, windows = _analyze_all(ExecutedModel(executor, model), cfg, todo, prog, skip, say)
+        _analyze_all(
+            ExecutedModel(executor, model), cfg, todo, prog, skip, say, inputs_status, counts
+        )
+        finished = True
     finally:
         executor.stop(drain=False)
+        if not finished and _has_rows(prog):  # interrupted: say what the rows so far are
+            with contextlib.suppress(OSError):
+                write_private_json(meta_path, provenance())
     if len(failures) == len(files):  # a file broke mid-way, and it was the only one
         if prog.exists() and prog.stat().st_size == 0 and not had_progress:
             prog.unlink()
         _fail_without_output(failures)
+    meta = provenance()
     if out.suffix != ".jsonl":
-        write_final(out, earlier + read_rows(prog))
+        write_final(out, earlier + read_rows(prog), meta)
+    write_private_json(meta_path, meta)
+    if out.suffix != ".jsonl":
         prog.unlink()
-    return AnalysisResult(out, analysed, windows, len(failures))
+    return AnalysisResult(out, counts.analysed, counts.windows, len(failures), provenance=meta_path)
+
+
+@dataclass
+class _Counts:
+    analysed: int = 0
+    windows: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"analysed": self.analysed, "windows": self.windows}
 
 
 def _analyze_all(
@@ -119,9 +171,10 @@ def _analyze_all(
     prog: Path,
     skip: Callable[[Path, Exception], None],
     say: Callable[[str], None],
-) -> tuple[int, int]:
+    inputs_status: _InputsStatus,
+    counts: _Counts,
+) -> None:
     """Analyse ``todo`` in order, appending each file's rows to ``prog`` once it is complete."""
-    analysed = windows = 0
     with open_private(prog, os.O_WRONLY | os.O_APPEND, "a") as sink:
         for path in todo:
             rows = _analyze_one(model, cfg, path, skip, say)
@@ -129,9 +182,9 @@ def _analyze_all(
                 continue
             sink.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
             sink.flush()
-            analysed += 1
-            windows += len(rows) - 1
-    return analysed, windows
+            inputs_status.set(str(path), "done")
+            counts.analysed += 1
+            counts.windows += len(rows) - 1
 
 
 def _analyze_one(
@@ -265,6 +318,54 @@ def _done_names(summaries: list[dict[str, Any]]) -> dict[str, str]:
     return done
 
 
+# ----------------------------------------------------------------------------- resuming
+
+
+def _check_same_model(out: Path, earlier: dict[str, Any] | None, model: AnalysisModel) -> None:
+    """A resumed result holds one model's estimates: refuse another (after it loaded, so that
+    its name and hash are known, before anything is written)."""
+    before = earlier.get("model") if earlier else None
+    if not isinstance(before, dict):
+        return
+    info = model.info
+    now = {"name": info.name, "revision": info.revision, "sha256": info.sha256}
+    differ = [
+        k for k, v in now.items()
+        if before.get(k) != v and not (k == "sha256" and (v is None or before.get(k) is None))
+    ]  # fmt: skip
+    if differ == ["sha256"]:
+        raise ConfigError(
+            f"-o {out} holds results of {info.name} with other weights (sha256 "
+            f"{str(before['sha256'])[:12]}, now {str(info.sha256)[:12]}): use the same weights, "
+            "or another -o"
+        )
+    if differ:
+        old = _model_label(str(before.get("name")), before.get("revision"))
+        raise ConfigError(
+            f"-o {out} holds results of model {old}, this run loaded "
+            f"{_model_label(info.name, info.revision)}: use the same --model, or another -o"
+        )
+
+
+def _check_same_windows(out: Path, earlier: dict[str, Any] | None, cfg: AnalyzeConfig) -> None:
+    before = earlier.get("windows") if earlier else None
+    if not isinstance(before, dict):
+        return
+    now = asdict(cfg.windows)
+    differ = [
+        f"{k} {before[k]} there, {now[k]} now" for k in now if k in before and before[k] != now[k]
+    ]
+    if differ:
+        raise ConfigError(
+            f"-o {out} holds results made with other window settings ({', '.join(differ)}): "
+            "use the same settings, or another -o"
+        )
+
+
+def _model_label(name: str, revision: str | None) -> str:
+    return name if revision is None else f"{name} (revision {revision[:12]})"
+
+
 # ----------------------------------------------------------------------------- the output
 
 
@@ -293,7 +394,7 @@ def check_output(out: Path) -> None:
             f"-o {out}: cannot write in {parent} ({e.strerror or e}): "
             "choose a directory you can write to"
         ) from e
-    for path in (out, progress_path(out)):
+    for path in (out, progress_path(out), provenance_path(out)):
         if path.exists():
             _check_writable_file(out, path)
     if out.suffix == ".parquet":
@@ -325,6 +426,11 @@ def progress_path(out: Path) -> Path:
     return out if out.suffix == ".jsonl" else out.with_name(f".{out.name}.progress.jsonl")
 
 
+def provenance_path(out: Path) -> Path:
+    """``<output>.meta.json``: what made the result."""
+    return out.with_name(out.name + PROVENANCE_SUFFIX)
+
+
 @contextlib.contextmanager
 def open_private(path: Path, flags: int, mode: str, **kw: Any) -> Iterator[Any]:
     """``open(path, mode)``, the file created 0600 whatever the umask (and made 0600 when an
@@ -336,6 +442,102 @@ def open_private(path: Path, flags: int, mode: str, **kw: Any) -> Iterator[Any]:
         kw.setdefault("encoding", "utf-8")
     with os.fdopen(fd, mode, **kw) as f:
         yield f
+
+
+def write_private_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` atomically (a private temporary file, fsynced, renamed)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open_private(tmp, os.O_WRONLY | os.O_EXCL, "w") as f:
+            f.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _has_rows(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+class _InputsStatus:
+    """Each input's status for the provenance file, in order: earlier runs' inputs first."""
+
+    def __init__(self, earlier: dict[str, Any] | None) -> None:
+        self._entries: dict[str, dict[str, Any]] = {}
+        for entry in (earlier or {}).get("inputs") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+                self._entries[entry["file"]] = dict(entry)
+
+    def set(self, file: str, status: str, reason: str | None = None) -> None:
+        entry: dict[str, Any] = {"file": file, "status": status}
+        if reason is not None:
+            entry["reason"] = " ".join(reason.split())
+        self._entries[file] = entry
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [dict(e) for e in self._entries.values()]
+
+
+def describe(
+    out: Path,
+    cfg: AnalyzeConfig,
+    model: AnalysisModel,
+    inputs: list[dict[str, Any]],
+    earlier: dict[str, Any] | None,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """The provenance of a result: what ``<output>.meta.json`` holds.
+
+    ``inputs`` are ``{"file", "status"}`` with status ``done``, ``skipped`` (with ``reason``)
+    or ``pending`` (not reached: the run was interrupted); ``runs`` lists each run that wrote
+    to the result, oldest first.
+    """
+    info, compute = model.info, model.compute_info()
+    compute_dict = {"device": compute.device, "dtype": compute.dtype, "backend": compute.backend}
+    runs = [r for r in (earlier or {}).get("runs") or [] if isinstance(r, dict)]
+    runs.append(
+        {**run, "streamser_version": __version__, "compute": compute_dict, "batch": cfg.batch}
+    )
+    return {
+        "streamser_version": __version__,
+        "output": str(out),
+        "format": out.suffix.lstrip("."),
+        "updated": _now(),
+        "model": {
+            "name": info.name,
+            "kind": info.kind,
+            "revision": info.revision,
+            "sha256": info.sha256,
+            "sha256_status": info.sha256_status,
+            "demo": info.demo,
+            **({"warning": DEMO_WARNING} if info.demo else {}),
+        },
+        "compute": compute_dict,
+        "windows": asdict(cfg.windows),
+        "batch": cfg.batch,
+        "inputs": inputs,
+        "runs": runs,
+    }
+
+
+def read_provenance(path: Path) -> dict[str, Any] | None:
+    """An earlier run's ``<output>.meta.json``, or None (none, or unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 # ----------------------------------------------------------------------------- rows and files
@@ -380,8 +582,9 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_final(out: Path, rows: list[dict[str, Any]]) -> None:
-    """Write the CSV or Parquet result atomically from all rows, privately."""
+def write_final(out: Path, rows: list[dict[str, Any]], provenance: dict[str, Any]) -> None:
+    """Write the CSV or Parquet result atomically and privately from all rows (Parquet: with
+    the provenance in its schema metadata)."""
     flat = [flatten(r) for r in rows]
     tmp = out.with_name(out.name + ".partial")
     tmp.unlink(missing_ok=True)  # a crash's leftover, perhaps not private
@@ -400,6 +603,9 @@ def write_final(out: Path, rows: list[dict[str, Any]]) -> None:
                 "writing .parquet needs pyarrow: pip install pyarrow (or use .jsonl / .csv)"
             ) from e
         table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in flat])
+        table = table.replace_schema_metadata(
+            {PARQUET_METADATA_KEY: json.dumps(provenance, ensure_ascii=False, default=str)}
+        )
         with open_private(tmp, flags, "wb") as f:
             pq.write_table(table, f)
     os.replace(tmp, out)
