@@ -1,5 +1,5 @@
 """``streamser analyze``: its output checked before the model loads, each input analysed once,
-private files, and the provenance file.
+private files, the provenance file, and a session's own model.
 
 Everything runs in-process (``main``) with the demo model; sessions are built by hand (meta.json
 and audio segments written by the recorder itself).
@@ -34,6 +34,23 @@ def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMSER_CONFIG", str(tmp_path / "no-config.toml"))
     monkeypatch.setenv("STREAMSER_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a wrong model choice fails fast, never downloads
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ModelConfig]]:
+    """The model configs ``analyze`` asked for; each load gets the demo model (so the choice
+    can be checked without the real weights)."""
+    import streamser.commands.listen as listen
+
+    real = listen.load_for
+    asked: list[ModelConfig] = []
+
+    def load_for(cfg: ModelConfig) -> Any:
+        asked.append(cfg)
+        return real(ModelConfig(model="demo"))
+
+    monkeypatch.setattr(listen, "load_for", load_for)
+    yield asked
 
 
 @pytest.fixture
@@ -297,3 +314,70 @@ def test_resuming_with_other_settings_or_another_model_is_refused(tmp_path: Path
     assert last.startswith("streamser: error: -o ") and "holds results of model demo," in last
     assert "--model" in last
     assert out.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- the session's model
+
+
+def test_a_session_is_analysed_with_the_model_it_was_recorded_with(
+    tmp_path: Path, loads: list[ModelConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = {"name": TINY_MODEL, "revision": None}
+    s1 = make_session(tmp_path / "s1", [(0.0, 2.0)], model=tiny)
+    s2 = make_session(tmp_path / "s2", [(0.0, 2.0)], model=tiny)
+    r = analyze(str(s1), str(s2), "-o", str(tmp_path / "a.jsonl"), model=None)
+    assert r.returncode == 0, r.stderr
+    assert loads[-1].model == TINY_MODEL
+    assert sum("as recorded live" in line for line in r.stderr.splitlines()) == 1
+
+    int8 = make_session(tmp_path / "s3", [(0.0, 2.0)], {"name": "demo (int8)", "revision": None})
+    r = analyze(str(int8), "-o", str(tmp_path / "b.jsonl"), model=None)
+    assert r.returncode == 0 and loads[-1].model == "demo"
+
+    hub = {"name": "someone/model", "revision": "abc123"}
+    s4 = make_session(tmp_path / "s4", [(0.0, 2.0)], model=hub)
+    r = analyze(str(s4), "-o", str(tmp_path / "c.jsonl"), model=None)
+    assert r.returncode == 0 and (loads[-1].model, loads[-1].revision) == (
+        "someone/model",
+        "abc123",
+    )
+
+    given = analyze(str(s1), "-o", str(tmp_path / "d.jsonl"), model="demo")  # --model wins
+    assert (
+        given.returncode == 0 and loads[-1].model == "demo" and "recorded live" not in given.stderr
+    )
+
+    config = tmp_path / "config.toml"  # so does the config file's model
+    config.write_text('model = "demo"\n')
+    monkeypatch.setenv("STREAMSER_CONFIG", str(config))
+    from_file = analyze(str(s1), "-o", str(tmp_path / "e.jsonl"), model=None)
+    assert from_file.returncode == 0 and loads[-1].model == "demo"
+    assert "recorded live" not in from_file.stderr
+
+
+def test_a_session_model_that_is_gone_is_one_line_naming_model(tmp_path: Path) -> None:
+    gone = make_session(tmp_path / "s1", [(0.0, 2.0)], {"name": str(tmp_path / "gone")})
+    r = analyze(str(gone), "-o", str(tmp_path / "a.jsonl"), model=None)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith("streamser: error: model directory") and "--model" in last
+
+
+def test_sessions_of_different_models_need_model_named(tmp_path: Path, no_model: None) -> None:
+    s1 = make_session(tmp_path / "s1", [(0.0, 2.0)])
+    s2 = make_session(tmp_path / "s2", [(0.0, 2.0)], model={"name": TINY_MODEL})
+    r = analyze(str(s1), str(s2), "-o", str(tmp_path / "a.jsonl"), model=None)
+    assert_one_line_error(r, "different models", "demo (s1)", "s2", "--model")
+    s3 = make_session(tmp_path / "s3", [(0.0, 2.0)], model={})
+    r = analyze(str(s1), str(s3), "-o", str(tmp_path / "a.jsonl"), model=None)
+    assert_one_line_error(r, "not recorded (s3)", "--model")
+
+
+def test_a_file_among_the_inputs_keeps_the_default_model(
+    tmp_path: Path, loads: list[ModelConfig]
+) -> None:
+    s1 = make_session(tmp_path / "s1", [(0.0, 2.0)])
+    audio = speech_file(tmp_path / "a.wav", 1.5)
+    r = analyze(str(s1), str(audio), "-o", str(tmp_path / "a.jsonl"), model=None)
+    assert r.returncode == 0, r.stderr
+    assert loads[-1].model == ModelConfig().model and "recorded live" not in r.stderr

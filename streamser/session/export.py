@@ -27,7 +27,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -57,6 +57,8 @@ COLUMNS = [
 PROVENANCE_SUFFIX = ".meta.json"
 PARQUET_METADATA_KEY = "streamser"
 """The key of the provenance JSON in a Parquet result's schema metadata."""
+INT8_SUFFIX = " (int8)"
+"""What ``--quantize int8`` appends to the model's name (see ``model.runtime.load_model``)."""
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,17 @@ def analyze_files(
     cfg: AnalyzeConfig,
     load_model: Callable[[ModelConfig], AnalysisModel],
     say: Callable[[str], None],
+    *,
+    model_given: bool = True,
 ) -> AnalysisResult:
     """Analyse every audio file named or found under ``inputs`` into ``cfg.output``.
 
     ``load_model`` is called once, after the output was checked and every input was found and
     opened; one executor then owns the model and runs every file's windows in batches of
-    ``cfg.batch``; ``say`` gets the progress messages (resuming, skips).
+    ``cfg.batch``; ``say`` gets the progress messages (resuming, skips). ``model_given`` False
+    (neither ``--model`` nor the config file named one): when every input is a session, the
+    model their live runs used is loaded instead of ``cfg.model``'s (see
+    :func:`recorded_model`).
     """
     out = Path(cfg.output)
     check_output(out)
@@ -91,6 +98,9 @@ def analyze_files(
     files = discover(inputs)
     if not files:
         raise ConfigError("no audio files found in " + " ".join(inputs))
+    recorded = None if model_given else recorded_model(files)
+    if recorded is not None:
+        cfg = _with_recorded_model(cfg, recorded, len(files), say)
     prog = progress_path(out)
     meta_path = provenance_path(out)
     earlier = read_final(out) if out.suffix != ".jsonl" else []
@@ -122,7 +132,14 @@ def analyze_files(
         _fail_without_output(failures)
     had_progress = prog.exists()
     started = _now()
-    model = load_model(cfg.model)
+    try:
+        model = load_model(cfg.model)
+    except StreamserError as e:
+        if recorded is None:
+            raise
+        raise type(e)(
+            f"{e} (the model of the sessions' live runs: choose another with --model)"
+        ) from e
     _check_same_model(out, earlier_meta, model)
     executor = Executor(model, ExecutorConfig(max_batch=cfg.batch)).start()
     counts = _Counts()
@@ -316,6 +333,61 @@ def _done_names(summaries: list[dict[str, Any]]) -> dict[str, str]:
         done.setdefault(str(_resolved(Path(name))), name)
         done[name] = name
     return done
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+def recorded_model(files: list[Path]) -> tuple[str, str | None] | None:
+    """``(model, revision)`` that the live runs of ``files`` used, when every one of them is a
+    session whose meta.json names it; None when some input is not a session, or when no
+    session says. ConfigError when they name different models, or some name none: the choice
+    is then the user's."""
+    from streamser.session.errors import SessionError
+    from streamser.session.reader import is_session_dir, read_meta
+
+    if not all(is_session_dir(f) for f in files):
+        return None
+    named: dict[tuple[str, str | None], list[str]] = {}
+    unnamed: list[str] = []
+    for f in files:
+        try:
+            meta = read_meta(f)
+        except SessionError:
+            continue  # reported and skipped when it is analysed
+        model = meta.get("model")
+        name, revision = (
+            (model.get("name"), model.get("revision")) if isinstance(model, dict) else (None, None)
+        )
+        if not isinstance(name, str) or not name:
+            unnamed.append(f.name)
+            continue
+        key = (name.removesuffix(INT8_SUFFIX), revision if isinstance(revision, str) else None)
+        named.setdefault(key, []).append(f.name)
+    if not named:
+        return None
+    if len(named) > 1 or unnamed:
+        shown = [f"{_model_label(*key)} ({', '.join(names)})" for key, names in named.items()]
+        if unnamed:
+            shown.append(f"not recorded ({', '.join(unnamed)})")
+        raise ConfigError(
+            "the sessions were analysed live with different models: "
+            f"{'; '.join(shown)}; choose the model with --model"
+        )
+    return next(iter(named))
+
+
+def _with_recorded_model(
+    cfg: AnalyzeConfig,
+    recorded: tuple[str, str | None],
+    n_sessions: int,
+    say: Callable[[str], None],
+) -> AnalyzeConfig:
+    name, revision = recorded
+    revision = cfg.model.revision if cfg.model.revision is not None else revision
+    what = "the session's" if n_sessions == 1 else "the sessions'"
+    say(f"using {what} model, as recorded live: {_model_label(name, revision)} (--model overrides)")
+    return replace(cfg, model=replace(cfg.model, model=name, revision=revision))
 
 
 # ----------------------------------------------------------------------------- resuming
