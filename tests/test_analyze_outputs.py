@@ -1,8 +1,8 @@
 """``streamser analyze``: its output checked before the model loads, each input analysed once,
-private files, the provenance file, and a session's own model.
+private files, the provenance file, a session's own model, and a session's unrecorded windows.
 
 Everything runs in-process (``main``) with the demo model; sessions are built by hand (meta.json
-and audio segments written by the recorder itself).
+and audio segments written by the recorder itself), so a recording can start late or pause.
 """
 
 from __future__ import annotations
@@ -381,3 +381,71 @@ def test_a_file_among_the_inputs_keeps_the_default_model(
     r = analyze(str(s1), str(audio), "-o", str(tmp_path / "a.jsonl"), model=None)
     assert r.returncode == 0, r.stderr
     assert loads[-1].model == ModelConfig().model and "recorded live" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- unrecorded windows
+
+
+def windows_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["type"] == "window"]
+
+
+@pytest.mark.parametrize(
+    ("spans", "unrecorded", "partly"),
+    [
+        # recording started at 5 s: windows ending by 5 s hold nothing, [3, 6) and [4, 7) some
+        ([(5.0, 10.0)], [1, 2, 3, 4, 5], [6, 7]),
+        # muted from 3 s to 6 s: [3, 6) holds nothing; [1, 4), [2, 5), [4, 7), [5, 8) some
+        ([(0.0, 3.0), (6.0, 10.0)], [6], [4, 5, 7, 8]),
+    ],
+    ids=["started late", "muted"],
+)
+def test_windows_without_recorded_audio_are_left_out_and_counted(
+    tmp_path: Path, spans: list[tuple[float, float]], unrecorded: list[int], partly: list[int]
+) -> None:
+    x, rate = sf.read(SPEECH, dtype="float32", always_2d=True)
+    x = x[: 10 * rate]
+    session = make_session(tmp_path / "s1", spans, signal=x, rate=rate)
+    out = tmp_path / "out.jsonl"
+    r = analyze(str(session), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = rows_of(out)
+    ends = [round(w["t_end_s"]) for w in windows_of(rows)]
+    assert ends == [e for e in range(1, 11) if e not in unrecorded]
+    assert [round(w["t_end_s"]) for w in windows_of(rows) if w.get("partly_recorded")] == partly
+    assert all(w.get("partly_recorded") in (None, True) for w in windows_of(rows))
+    (summary,) = [row for row in rows if row["type"] == "summary"]
+    assert summary["unrecorded_windows"] == len(unrecorded)
+    assert summary["windows"] == 10 - len(unrecorded)
+    assert f"{len(unrecorded)} window(s) left out" in r.stderr
+    assert f"{len(unrecorded)} window(s) without recorded audio left out" in r.stderr
+
+    # The windows kept are those of the recording with its gaps as silence, computed the same
+    # way (the left-out ones never reached the model, nor the smoothing: VAD calls them silent).
+    silent = np.zeros_like(x)
+    for a, b in spans:
+        silent[round(a * rate) : round(b * rate)] = x[round(a * rate) : round(b * rate)]
+    plain = tmp_path / "plain.wav"
+    sf.write(plain, silent, rate, subtype="FLOAT")
+    ref = tmp_path / "ref.jsonl"
+    assert analyze(str(plain), "-o", str(ref)).returncode == 0
+    by_window = {w["window"]: w for w in windows_of(rows_of(ref))}
+    for w in windows_of(rows):
+        want = by_window[w["window"]]
+        assert (w["t_start_s"], w["t_end_s"], w["is_speech"]) == (
+            want["t_start_s"], want["t_end_s"], want["is_speech"],
+        )  # fmt: skip
+        np.testing.assert_allclose(w["probs"], want["probs"], atol=1e-4)
+        if w["arousal_smooth"] is not None:
+            assert w["arousal_smooth"] == pytest.approx(want["arousal_smooth"], abs=1e-4)
+
+    csv_out = tmp_path / "out.csv"
+    assert analyze(str(session), "-o", str(csv_out)).returncode == 0
+    table = rows_of(csv_out)
+    flags = [row["partly_recorded"] for row in table if row["type"] == "window"]
+    assert flags.count("True") == len(partly) and flags.count("False") == 10 - len(
+        unrecorded
+    ) - len(partly)
+    assert [row["unrecorded_windows"] for row in table if row["type"] == "summary"] == [
+        str(len(unrecorded))
+    ]

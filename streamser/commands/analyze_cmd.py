@@ -22,9 +22,14 @@ def analyze(args: argparse.Namespace) -> int:
     cfg = build_config(AnalyzeConfig, vars(args), file=file_settings)
     model_given = args.model is not None or file_settings.get("model") is not None
     result = analyze_files(args.inputs, cfg, load_for, say=_say, model_given=model_given)
-    skipped = f"; {result.failed} unreadable file(s) skipped" if result.failed else ""
+    notes = []
+    if result.unrecorded_windows:
+        notes.append(f"{result.unrecorded_windows} window(s) without recorded audio left out")
+    if result.failed:
+        notes.append(f"{result.failed} unreadable file(s) skipped")
     _say(
-        f"analysed {result.analysed} file(s), {result.windows} windows -> {result.output}{skipped}"
+        f"analysed {result.analysed} file(s), {result.windows} windows -> {result.output}"
+        + "".join(f"; {n}" for n in notes)
     )
     return 0
 

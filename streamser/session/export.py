@@ -9,7 +9,10 @@ exist), the run is a one-line error, before the model is loaded. So is an output
 be written (a missing or read-only directory, a directory in its place, an unknown suffix).
 
 Each input is analysed once, however many times it is named (by its resolved path). A session
-directory is taken whole, named or found under a directory.
+directory is taken whole, named or found under a directory; its windows that hold no recorded
+audio (before recording started, while it was stopped or muted) are left out and counted
+(``unrecorded_windows`` in its summary row), and those holding only some carry
+``"partly_recorded": true``.
 
 Every file written is private (0600, whatever the umask), like a session's. Next to the result,
 ``<output>.meta.json`` says what made it: the streamser version, the model and its weights'
@@ -34,6 +37,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from streamser.audio.windows import Window
 from streamser.config import OUTPUT_FORMATS, AnalyzeConfig, ConfigError, ModelConfig
 from streamser.constants import NUM_CLASSES
 from streamser.contracts import AnalysisModel
@@ -50,8 +54,8 @@ PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
 COLUMNS = [
     "type", "file", "seq", "window", "t_start_s", "t_end_s", *PROB_COLUMNS, "arousal", "valence",
     "arousal_smooth", "valence_smooth", "speech", "is_speech", "compute_s", "latency_s",
-    "skipped_windows", "dropped_samples", "wall_time", "duration_s", "windows", "speech_windows",
-    "mean_arousal", "mean_valence",
+    "skipped_windows", "dropped_samples", "partly_recorded", "wall_time", "duration_s", "windows",
+    "speech_windows", "unrecorded_windows", "mean_arousal", "mean_valence",
 ]  # fmt: skip
 """The CSV and Parquet columns: window rows and summary rows share them."""
 PROVENANCE_SUFFIX = ".meta.json"
@@ -71,6 +75,8 @@ class AnalysisResult:
     windows: int
     failed: int
     """Unreadable files, skipped."""
+    unrecorded_windows: int = 0
+    """Windows of sessions left out because they hold no recorded audio."""
     provenance: Path | None = None
     """The ``<output>.meta.json`` written."""
 
@@ -169,16 +175,23 @@ def analyze_files(
     write_private_json(meta_path, meta)
     if out.suffix != ".jsonl":
         prog.unlink()
-    return AnalysisResult(out, counts.analysed, counts.windows, len(failures), provenance=meta_path)
+    return AnalysisResult(
+        out, counts.analysed, counts.windows, len(failures), counts.unrecorded, meta_path
+    )
 
 
 @dataclass
 class _Counts:
     analysed: int = 0
     windows: int = 0
+    unrecorded: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"analysed": self.analysed, "windows": self.windows}
+        return {
+            "analysed": self.analysed,
+            "windows": self.windows,
+            "unrecorded_windows": self.unrecorded,
+        }
 
 
 def _analyze_all(
@@ -202,6 +215,7 @@ def _analyze_all(
             inputs_status.set(str(path), "done")
             counts.analysed += 1
             counts.windows += len(rows) - 1
+            counts.unrecorded += int(rows[-1]["unrecorded_windows"])
 
 
 def _analyze_one(
@@ -215,7 +229,7 @@ def _analyze_one(
     from tqdm import tqdm
 
     from streamser.session.reader import is_session_dir, unclean_session_note
-    from streamser.session.recording import open_native_audio
+    from streamser.session.recording import PARTLY, UNRECORDED, open_native_audio, window_coverage
 
     try:
         audio = open_native_audio(path)
@@ -225,6 +239,15 @@ def _analyze_one(
         return None
     if note is not None:
         say(note)
+    unrecorded = 0
+
+    def recorded(w: Window) -> bool:
+        nonlocal unrecorded
+        if window_coverage(audio, w.t_start_s, w.t_end_s) == UNRECORDED:
+            unrecorded += 1
+            return False
+        return True
+
     rows: list[dict[str, Any]] = []
     with tqdm(
         total=audio.frames, desc=path.name[:30], unit="fr", unit_scale=True,
@@ -232,13 +255,24 @@ def _analyze_one(
     ) as bar:  # fmt: skip
         try:
             for est in analyze_audio(
-                model, cfg.windows, audio, batch=cfg.batch, progress=bar.update
-            ):
-                rows.append({"type": "window", "file": str(path), **est.to_json_dict()})
+                model, cfg.windows, audio, batch=cfg.batch, progress=bar.update,
+                keep=recorded if audio.recorded is not None else None,
+            ):  # fmt: skip
+                row = {"type": "window", "file": str(path), **est.to_json_dict()}
+                if window_coverage(audio, est.t_start_s, est.t_end_s) == PARTLY:
+                    row["partly_recorded"] = True
+                rows.append(row)
         except StreamserError as e:
             skip(path, e)
             return None
-    rows.append(summary_row(str(path), rows, audio.frames / audio.sample_rate_hz))
+    partly = sum(1 for r in rows if r.get("partly_recorded"))
+    if unrecorded or partly:
+        say(
+            f"{path}: {unrecorded} window(s) left out, holding no recorded audio (before "
+            f"recording started, or while it was stopped or muted); {partly} only partly "
+            "recorded (partly_recorded)"
+        )
+    rows.append(summary_row(str(path), rows, audio.frames / audio.sample_rate_hz, unrecorded))
     return rows
 
 
@@ -631,7 +665,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def summary_row(file: str, estimates: list[dict[str, Any]], duration_s: float) -> dict[str, Any]:
+def summary_row(
+    file: str, estimates: list[dict[str, Any]], duration_s: float, unrecorded: int = 0
+) -> dict[str, Any]:
     speech = [e for e in estimates if e["is_speech"] and e["arousal"] is not None]
     return {
         "type": "summary",
@@ -639,6 +675,7 @@ def summary_row(file: str, estimates: list[dict[str, Any]], duration_s: float) -
         "duration_s": round(duration_s, 4),
         "windows": len(estimates),
         "speech_windows": len(speech),
+        "unrecorded_windows": unrecorded,
         "mean_arousal": float(np.mean([e["arousal"] for e in speech])) if speech else None,
         "mean_valence": float(np.mean([e["valence"] for e in speech])) if speech else None,
     }
@@ -651,6 +688,8 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
     probs = row.get("probs")
     for i, col in enumerate(PROB_COLUMNS):
         out[col] = probs[i] if probs else None
+    if row.get("type") == "window":
+        out["partly_recorded"] = bool(row.get("partly_recorded", False))
     return out
 
 
