@@ -2,8 +2,8 @@
 
 Offline analysis consumes the same native-rate frames a live capture would have delivered, so
 the analyzer's resampler, speech gate and windows see the same signal. Files come from here; a
-session's recording (segments on the stream clock, gaps as zeros) comes from the session layer
-in the same shape.
+session's recording (segments on the stream clock, gaps as zeros, the recorded spans named)
+comes from the session layer in the same shape.
 """
 
 from __future__ import annotations
@@ -28,6 +28,15 @@ class NativeAudio:
     sample_rate_hz: int
     frames: int
     open_blocks: Callable[[], Blocks]
+    recorded: tuple[tuple[int, int], ...] | None = None
+    """The frames that hold recorded audio, as sorted, disjoint ``[start, end)`` spans on the
+    recording's clock (native frames); frames outside them (before a session's recording
+    started, during a mute) are not delivered and read as zeros. None: every frame (a file)."""
+
+    @property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """:attr:`recorded`, or the whole recording as one span."""
+        return self.recorded if self.recorded is not None else ((0, self.frames),)
 
 
 def read_audio_file(path: Path) -> NativeAudio:

@@ -1,7 +1,8 @@
 """``streamser analyze FILE_OR_DIR... -o OUT``: the model over audio files as fast as possible.
 
-The work (finding the files, resuming, the CSV and Parquet results) is
-:func:`streamser.session.export.analyze_files`; see there.
+The work (checking the output, finding the files, picking a session's model, resuming, the CSV
+and Parquet results, the provenance file) is :func:`streamser.session.export.analyze_files`;
+see there.
 """
 
 from __future__ import annotations
@@ -10,18 +11,25 @@ import argparse
 import sys
 
 from streamser.config import AnalyzeConfig
-from streamser.settings import build_config
+from streamser.settings import build_config, read_config_file
 
 
 def analyze(args: argparse.Namespace) -> int:
     from streamser.commands.listen import load_for
     from streamser.session.export import analyze_files
 
-    cfg = build_config(AnalyzeConfig, vars(args))
-    result = analyze_files(args.inputs, cfg, load_for, say=_say)
-    skipped = f"; {result.failed} unreadable file(s) skipped" if result.failed else ""
+    file_settings = read_config_file()
+    cfg = build_config(AnalyzeConfig, vars(args), file=file_settings)
+    model_given = args.model is not None or file_settings.get("model") is not None
+    result = analyze_files(args.inputs, cfg, load_for, say=_say, model_given=model_given)
+    notes = []
+    if result.unrecorded_windows:
+        notes.append(f"{result.unrecorded_windows} window(s) without recorded audio left out")
+    if result.failed:
+        notes.append(f"{result.failed} unreadable file(s) skipped")
     _say(
-        f"analysed {result.analysed} file(s), {result.windows} windows -> {result.output}{skipped}"
+        f"analysed {result.analysed} file(s), {result.windows} windows -> {result.output}"
+        + "".join(f"; {n}" for n in notes)
     )
     return 0
 

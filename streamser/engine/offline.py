@@ -25,8 +25,13 @@ def analyze_audio(
     *,
     batch: int = 8,
     progress: Callable[[int], None] | None = None,
+    keep: Callable[[Window], bool] | None = None,
 ) -> Iterator[Estimate]:
-    """Every window of ``audio`` as an estimate, in order; ``progress`` gets frames consumed."""
+    """Every window of ``audio`` as an estimate, in order; ``progress`` gets frames consumed.
+
+    ``keep``, when given, picks the windows to compute: the others never reach the model or
+    the smoothing (a session's windows that hold no recorded audio).
+    """
     vad = SpeechDetector() if cfg.vad else None
     analyzer = StreamAnalyzer(model, cfg, audio.sample_rate_hz, vad, watch_silence=False)
     pending: list[Window] = []
@@ -34,10 +39,14 @@ def analyze_audio(
         analyzer.push_capture(first, block)
         if progress is not None:
             progress(len(block))
-        pending += analyzer.due_all()
+        pending += _kept(analyzer.due_all(), keep)
         while len(pending) >= batch:
             yield from analyzer.estimate(pending[:batch])
             pending = pending[batch:]
-    pending += analyzer.finish()
+    pending += _kept(analyzer.finish(), keep)
     for i in range(0, len(pending), batch):
         yield from analyzer.estimate(pending[i : i + batch])
+
+
+def _kept(windows: list[Window], keep: Callable[[Window], bool] | None) -> list[Window]:
+    return windows if keep is None else [w for w in windows if keep(w)]
