@@ -327,3 +327,27 @@ def test_numerics_on_default_windows_of_a_small_random_model() -> None:
     report = residual_stream_numerics(load_model("demo", compute="cpu").network, windows=2)
     assert report.windows == 2 and report.max_abs > 0
     assert all(np.isfinite(x.max_abs) for x in report.layers)
+
+
+# ----------------------------------------------------------------------------- tune
+
+
+def test_tune_measures_each_path_and_stores_the_verdict_auto_follows() -> None:
+    from streamser.perf.tune import TuneRow, pick, tune
+
+    rows = tune(str(FIXTURE), windows=2, rounds=1, onnx=False)
+    assert [r.path for r in rows] == ["fp32", "half-bf16", "int8"]
+    assert all(r.s_per_window is not None and r.s_per_window > 0 for r in rows)
+    assert rows[0].max_abs_prob_diff_vs_fp32 == 0.0
+    assert all(r.max_abs_prob_diff_vs_fp32 is not None for r in rows[1:])
+    ident = model_identity(load_model(str(FIXTURE), compute="cpu").info)
+    verdict = read_verdict(ident)
+    assert verdict is not None and verdict.precision == pick(rows)
+    assert [r["path"] for r in verdict.rows] == ["fp32", "half-bf16", "int8"]
+    model = load_model(str(FIXTURE), compute="cpu", precision="auto")
+    assert model.precision_kind == verdict.precision
+    # A fast path that moves the output too far is never picked.
+    fast_but_off = TuneRow("int8", 0.1, 0.5, 1, None)
+    assert pick([TuneRow("fp32", 1.0, 0.0, 1, None), fast_but_off]) == "fp32"
+    with pytest.raises(ModelError, match="no usable path"):
+        pick([TuneRow("fp32", None, None, 0, None, "skipped")])

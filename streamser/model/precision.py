@@ -229,9 +229,14 @@ class Verdict:
 
 
 def _version() -> str:
-    from streamser import __version__
+    """The installed streamser's version, read from its metadata: importing the package's
+    ``__init__`` from here would make the model layer depend on the top one."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("streamser")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def verdict_path(model: str, caps: CpuCaps | None = None, version: str | None = None) -> Path:
