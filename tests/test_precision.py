@@ -228,7 +228,7 @@ def caps(**kw: object) -> CpuCaps:
         ("cuda", caps(), "half"),
         ("mps", caps(), "fp32"),
         ("cpu", caps(amx=True, capability="AVX512"), "half"),
-        ("cpu", caps(avx512_bf16=True, capability="AVX512"), "half"),
+        ("cpu", caps(avx512_bf16=True, capability="AVX512"), "int8"),
         ("cpu", caps(), "int8"),
         ("cpu", caps(capability="DEFAULT", flags=("asimd",)), "fp32"),
     ],

@@ -133,14 +133,17 @@ def choose_precision(
       overflows.
     * MPS: fp32. The half path is untested on Apple GPUs here; a parity self-test against the
       fixture at load time could enable it later.
-    * CPU with bf16 arithmetic (AMX tiles, or AVX-512 BF16 as on AMD Zen 4): half in bf16.
-      bf16 GEMMs run at over twice the fp32 rate there, and the whole network about 1.6x
-      faster than fp32 and faster than int8, while deviating from fp32 less than int8 does
-      (benchmarks/README.md, "Precision per CPU").
-    * Other x86 CPUs with AVX2: int8. fbgemm's int8 kernels ran a window 1.7x faster than
-      fp32 on a Zen 3 without bf16, at a probability deviation of 0.002-0.003; bf16 there is
-      emulated and many times slower than fp32.
-    * Anything else (no AVX2, or an ARM CPU): fp32, the only path measured to be sound there.
+    * CPU with AMX tiles (Intel Sapphire Rapids and later): half in bf16. AMX multiplies
+      bf16 matrices several times faster than AVX-512 multiplies fp32 or int8 ones. Not
+      measured here (no such CPU at hand); a stored verdict corrects it where wrong.
+    * Other x86 CPUs with AVX2: int8. fbgemm's int8 kernels (AVX2, or AVX-512 VNNI) measured
+      faster than fp32 on a CPU without bf16 units (where bf16 is emulated and slower than
+      fp32) and faster than both fp32 and the bf16 half path on one with AVX-512 BF16 (AMD
+      Zen 4), whose bf16 GEMMs run at about twice the fp32 rate but still lose to int8. int8
+      deviates from fp32 more than bf16 does, but far less than what moves an estimate.
+    * Anything else (no AVX2, or an ARM CPU): fp32; nothing else was measured there.
+
+    Figures: benchmarks/README.md, "Precision per CPU".
     """
     if measured_verdict is not None:
         if measured_verdict not in RESOLVED:
@@ -155,7 +158,7 @@ def choose_precision(
         return "half"
     if device.type != "cpu":
         return "fp32"
-    if cpu_caps.amx or cpu_caps.avx512_bf16:
+    if cpu_caps.amx:
         return "half"
     if cpu_caps.avx2:
         return "int8"
