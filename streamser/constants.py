@@ -23,3 +23,7 @@ PUBLISHED_WEIGHTS_BYTES = 2_673_871_413
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 """Engines that run the network: torch (default; CPU, CUDA, MPS) or onnxruntime (CPU, fp32)."""
+
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "half", "int8")
+"""Numeric precisions of the network (``model/precision.py``); here so the CLI parser loads no
+torch. ``half`` is fp16 on GPUs and bf16 on CPUs, with the residual stream kept in fp32."""

@@ -33,12 +33,13 @@ from typing import Any, Literal
 
 import torch
 
+from streamser.constants import PRECISIONS
 from streamser.model.errors import ModelError
 
 log = logging.getLogger("streamser")
 
 Precision = Literal["auto", "fp32", "half", "int8"]
-PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "half", "int8")
+PRECISION_CHOICES: tuple[str, ...] = PRECISIONS
 EXPLICIT_HALF: dict[str, torch.dtype] = {"half-fp16": torch.float16, "half-bf16": torch.bfloat16}
 """Half with its dtype named, accepted besides :data:`PRECISION_CHOICES`."""
 RESOLVED: tuple[str, ...] = ("fp32", "half", "int8")
