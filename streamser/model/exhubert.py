@@ -672,8 +672,8 @@ class ExHubert(nn.Module):
 
         Only flags change: the half copies of the weights are derived on first use and kept
         while ``None`` is set, so switching to fp32 for a recompute and back costs nothing.
-        ``release=True`` also frees them. Call :meth:`prepare_half` after this (outside
-        ``torch.inference_mode``) to derive them up front.
+        ``release=True`` also frees them. Call :meth:`prepare_half` after this to derive them
+        up front.
         """
         if dtype not in (None, torch.float16, torch.bfloat16):
             raise ValueError(f"half dtype must be float16 or bfloat16, not {dtype}")
@@ -699,15 +699,15 @@ class ExHubert(nn.Module):
     def prepare_half(self) -> int:
         """Derive every half copy now; returns their size in bytes.
 
-        One forward pass of the shortest input (one frame) under ``no_grad`` touches exactly
-        the copies a real window uses. Run it outside ``torch.inference_mode()``: copies made
-        there would be inference tensors, unusable for anything but inference.
+        One forward pass of the shortest input (one frame) touches exactly the copies a real
+        window uses. Inference mode is switched off for it, should the caller hold it: copies
+        made there would be inference tensors, unusable for anything but inference.
         """
         dtype = self.half_dtype
         if dtype is None:
             return 0
         p = next(self.parameters())
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():
             self(torch.zeros(1, self.min_input_samples(), device=p.device))
         return self.half_copy_bytes()
 

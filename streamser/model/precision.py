@@ -173,7 +173,7 @@ def half_dtype_for(device: torch.device) -> torch.dtype:
 
 
 def precision_label(precision: str, half_dtype: torch.dtype | None) -> str:
-    """ "fp32", "int8", "half-bf16" or "half-fp16": the path as the status line shows it."""
+    """The path as the status line shows it: "fp32", "int8", "half-bf16" or "half-fp16"."""
     if precision != "half":
         return precision
     return "half-bf16" if half_dtype == torch.bfloat16 else "half-fp16"

@@ -168,8 +168,8 @@ class EmotionModel:
     ``precision`` is "fp32", "half", "half-fp16", "half-bf16", "int8" or "auto" (see
     ``precision.py``); ``None`` lets the device decide (half on CUDA, else fp32; int8 where
     ``network`` is already quantised). The network's fp32 parameters are kept as they are: the
-    half path adds half copies of the blocks it runs in half (about 1.2 GB for the published
-    model besides its 2.7 GB in fp32), derived here, outside ``torch.inference_mode``, so no
+    half path adds half copies of the weights of the blocks it runs in half (their size:
+    benchmarks/README.md, "Precision per CPU"), derived here with inference mode off, so no
     parameter or cached weight is ever an inference tensor.
 
     Thread-safe: one lock serialises forward passes, so the inference worker and a caller on
@@ -192,10 +192,10 @@ class EmotionModel:
         self._lock = threading.Lock()
         kind, self.half_dtype = resolve_precision(precision, device, is_int8(network))
         self.precision_kind = kind
-        """"fp32", "half" or "int8"; :attr:`precision` adds the half dtype."""
+        """One of "fp32", "half" or "int8"; :attr:`precision` adds the half dtype."""
         if kind == "int8" and not is_int8(network):
             network = quantize_int8(network, inplace=True)
-        self.network = network.to(device=device)
+        self.network = network.to(device=device, dtype=self.dtype)
         self.threads: ThreadPolicy | None = None
         """CPU only: adapts torch's thread count to contention; ``None`` keeps it fixed."""
         if device.type == "cpu" and torch.get_num_threads() > 1:
