@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-int8", action="store_true")
     ap.add_argument("--no-network", action="store_true")
+    ap.add_argument("--no-gemm", action="store_true")
     ap.add_argument("--fp16-gemm", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -124,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": os.getloadavg(),
     }
     print(json.dumps(out), flush=True)
-    meter = LoadMeter()
-    out["gemm_gflops"] = gemms(args.rounds, args.fp16_gemm)
-    out["gemm_others_cores"] = meter.others_cores()
-    print(json.dumps({k: out[k] for k in ("gemm_gflops", "gemm_others_cores")}), flush=True)
+    if not args.no_gemm:
+        meter = LoadMeter()
+        out["gemm_gflops"] = gemms(args.rounds, args.fp16_gemm)
+        out["gemm_others_cores"] = meter.others_cores()
+        print(json.dumps({k: out[k] for k in ("gemm_gflops", "gemm_others_cores")}), flush=True)
     if not args.no_network:
         meter = LoadMeter()
         out["network"] = network_paths(args.rounds, args.windows, not args.no_int8)
