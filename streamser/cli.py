@@ -20,7 +20,7 @@ from streamser.constants import (
     DEFAULT_MODEL_ID,
     MAX_HOP_S,
     MIN_HOP_S,
-    QUANTIZE_CHOICES,
+    PRECISIONS,
     WINDOW_S,
 )
 from streamser.version import __version__
@@ -54,6 +54,12 @@ def _demo(args: argparse.Namespace) -> int:
     from streamser.commands.demo_cmd import demo
 
     return demo(args)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from streamser.commands.tune_cmd import tune
+
+    return tune(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -135,7 +141,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_speed_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, help="dynamic int8 quantisation (CPU)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32, half (fp16 on GPUs, bf16 on CPUs, fp32 residual stream), int8 (CPU), or "
+        "auto: the fastest accurate path for this machine ('streamser tune' measures it); "
+        "default: half on a GPU, fp32 on a CPU",
+    )
     p.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -248,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     info = msub.add_parser("info", help="where the weights are, size, sha256, parameters, device")
     _add_model_args(info)
+    info.add_argument(
+        "--numerics",
+        action="store_true",
+        help="also run a few windows in fp32 and show the residual stream's peak per layer and "
+        "its headroom to fp16's limit",
+    )
+    info.add_argument(
+        "--precision", choices=PRECISIONS, help="the precision path to describe (default: device's)"
+    )
     info.set_defaults(handler=_model_info)
     fetch = msub.add_parser("fetch", help="download the weights into the Hugging Face cache")
     _add_model_args(fetch)
@@ -266,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the dashboard on a bundled speech clip (no microphone or weights needed)"
     )
     _add_model_args(demo)
+    _add_speed_args(demo)
     _add_headless(demo, "JSON lines on stdout")
     _add_log_dir(demo, "where the session is written")
     _switch(demo, "--no-log", "log", False, "do not write a session")
@@ -278,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_bench_args(bench)
     bench.set_defaults(handler=_bench)
+
+    from streamser.commands.tune_cmd import add_tune_args
+
+    tune = sub.add_parser(
+        "tune",
+        help="measure fp32, half, int8 (and onnxruntime) for the model on this machine, in about "
+        "two minutes, and store the fastest accurate one for --precision auto",
+    )
+    _add_model_args(tune)
+    add_tune_args(tune)
+    tune.set_defaults(handler=_tune)
 
     devices = sub.add_parser("devices", help="list audio input devices")
     devices.set_defaults(handler=_devices)

@@ -22,7 +22,7 @@ from streamser.constants import (
     DEFAULT_MODEL_ID,
     MAX_HOP_S,
     MIN_HOP_S,
-    QUANTIZE_CHOICES,
+    PRECISIONS,
     WINDOW_S,
 )
 from streamser.errors import StreamserError
@@ -131,8 +131,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("model", "compute",       "compute",         "--compute",          "compute",
        choices=COMPUTE_CHOICES),
     _S("model", "verify",        "verify",          "--no-verify",        kind=bool),
-    _S("model", "quantize",      "quantize",        "--quantize",         "quantize",
-       choices=QUANTIZE_CHOICES),
+    _S("model", "precision",     "precision",       "--precision",        "precision",
+       choices=PRECISIONS),
     _S("model", "backend",       "backend",         "--backend",          "backend",
        choices=BACKENDS),
     _S("audio", "device",        "device",          "--device",           "device"),
@@ -184,15 +184,17 @@ class ModelConfig:
     """auto | cpu | cuda | mps."""
     verify: bool = True
     """Check the weights' sha256 once, on first load."""
-    quantize: str | None = None
-    """None or ``int8`` (dynamic int8 quantisation of the linear layers on the CPU)."""
+    precision: str | None = None
+    """auto | fp32 | half | int8; None: the device's default (half on CUDA, fp32 elsewhere)."""
     backend: str = "torch"
     """torch | onnxruntime (CPU, fp32; needs the ``onnx`` extra)."""
 
     def validate(self) -> ModelConfig:
         check_fields(self, "model")
-        if self.backend == "onnxruntime" and self.quantize is not None:
-            raise ConfigError("--backend onnxruntime runs fp32 only: drop --quantize int8")
+        if self.backend == "onnxruntime" and self.precision not in (None, "fp32"):
+            raise ConfigError(
+                f"--backend onnxruntime runs fp32 only: drop --precision {self.precision}"
+            )
         return self
 
 

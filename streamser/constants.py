@@ -57,3 +57,7 @@ conversions write it), which is loud, not broken: the model's normalised input i
 level. The bound sits above int32's full scale and far below where the window's normalisation
 would overflow float32: 48,000 squares of 1e10 sum to 4.8e24, against float32's 3.4e38, where a
 single sample of 1e20 overflows it and turns the whole window into the all-zero input."""
+
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "half", "int8")
+"""Numeric precisions of the network (``model/precision.py``); here so the CLI parser loads no
+torch. ``half`` is fp16 on GPUs and bf16 on CPUs, with the residual stream kept in fp32."""

@@ -135,6 +135,8 @@ class ComputeInfo:
     """``"torch"`` or ``"onnxruntime"``."""
     fallbacks: int
     """Half-precision outputs that were not finite and were recomputed in fp32, so far."""
+    precision: str = "fp32"
+    """The path the network runs: ``fp32``, ``half-bf16``, ``half-fp16`` or ``int8``."""
 
 
 class AnalysisModel(Protocol):

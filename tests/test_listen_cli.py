@@ -110,7 +110,7 @@ def test_fast_file_run_gives_the_window_formula(
         (["--fast"], "--fast needs --input"),
         (["--input", str(SPEECH), "--hop", "0"], "--hop"),
         (["--input", str(SPEECH), "--model", "/no/such/model"], "does not exist"),
-        (["--input", str(SPEECH), "--backend", "onnxruntime", "--quantize", "int8"], "drop"),
+        (["--input", str(SPEECH), "--backend", "onnxruntime", "--precision", "int8"], "drop"),
     ],
 )
 def test_user_mistakes_are_one_line_with_exit_code_2(

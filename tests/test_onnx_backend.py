@@ -117,7 +117,7 @@ def test_missing_onnxruntime_is_a_one_line_install_hint(monkeypatch: pytest.Monk
     ("kwargs", "message"),
     [
         ({"backend": "tensorrt"}, "choose one of torch, onnxruntime"),
-        ({"backend": "onnxruntime", "quantize": "int8"}, "drop --quantize int8"),
+        ({"backend": "onnxruntime", "precision": "int8"}, "use --precision fp32"),
     ],
 )
 def test_bad_backend_choices_name_the_fix(kwargs: dict[str, str], message: str) -> None:

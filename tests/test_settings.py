@@ -162,7 +162,7 @@ def test_the_file_is_checked_when_read(config_file: Path, tmp_path: Path) -> Non
 
 def test_every_file_key_is_a_setting_and_every_setting_has_a_rule() -> None:
     assert set(FILE_KEYS) == {
-        *("device", "samplerate", "channels", "model", "revision", "compute", "quantize"),
+        *("device", "samplerate", "channels", "model", "revision", "compute", "precision"),
         *("backend", "hop", "smooth_s", "vad", "vad_threshold", "log_dir", "log", "record"),
     }
     parser_dests = {a.dest for p in _subparsers() for a in p._actions}
@@ -226,7 +226,7 @@ def test_bad_batch_sizes_are_one_line(config_file: Path, value: str) -> None:
         ("vad_threshold = -0.5", "vad_threshold = -0.5"),
         ('compute = "tpu"', 'compute = "tpu" is not a choice: use auto, cpu, cuda or mps'),
         ('backend = "tf"', "backend"),
-        ('quantize = "int4"', "quantize"),
+        ('precision = "int4"', "precision"),
         ("samplerate = true", "samplerate = true must be a whole number"),
         ("samplerate = 44100.5", "samplerate"),
         ('hop = "1"', 'hop = "1" must be a number'),

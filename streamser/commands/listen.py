@@ -38,7 +38,7 @@ def load_for(model_cfg: ModelConfig) -> Any:
         model_cfg.compute,
         revision=model_cfg.revision,
         verify=model_cfg.verify,
-        quantize=model_cfg.quantize,
+        precision=model_cfg.precision,
         backend=model_cfg.backend,
     )
     if model.info.kind == "hub" or model.info.size_bytes == PUBLISHED_WEIGHTS_BYTES:

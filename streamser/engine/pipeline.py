@@ -175,6 +175,7 @@ class Pipeline:
             "compute": {
                 "device": compute.device,
                 "dtype": compute.dtype,
+                "precision": compute.precision,
                 "backend": compute.backend,
             },
             "audio": {
@@ -206,7 +207,7 @@ class Pipeline:
             "frames_in": c.frames_in,
             "stream_s": c.stream_s,
             "compute_s_total": round(c.compute_s_total, 4),
-            "fp16_fallbacks": self.model.compute_info().fallbacks,
+            "half_fallbacks": self.model.compute_info().fallbacks,
             "consumer_failures": list(self.consumer_failures),
             "bus": self.bus.stats(),
             "source_status_flags": getattr(self.source, "status_flags", 0),
@@ -227,7 +228,7 @@ class Pipeline:
             model_name=self.model.info.name,
             demo_model=self.model.info.demo,
             compute_device=compute.device,
-            dtype=compute.dtype,
+            dtype=compute.precision,
             hop_s=hop_s,
             rtf=c.last_compute_s / hop_s if c.last_compute_s else None,
             latency_s=c.last_latency_s,

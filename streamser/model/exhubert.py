@@ -14,13 +14,21 @@ Shape of the network (HuBERT Large, stable layer norm, extended to 48 layers):
 * 48 pre-LayerNorm transformer layers, each ending in ``gate_bb_linear`` (a plain affine map),
   run in pairs ``a = layer[2k](x); x = a + layer[2k+1](a)``;
 * final LayerNorm, ``projector`` per frame, mean over time, ``classifier`` to 6 logits.
+
+Mixed precision (:meth:`ExHubert.set_half`): nothing normalises the residual stream between the
+gated layers, so it outgrows fp16 (the project's model specification, "Numerics"). The half path
+therefore casts at block boundaries: the feature encoder, the positional convolution, attention
+and feed-forward run in a half dtype on half copies of their weights; the residual stream, every
+LayerNorm that reads it, the 48 gates and the head stay fp32 on the fp32 parameters, which remain
+the master copy. With no half dtype set, every block runs exactly the fp32 code it always ran.
 """
 
 from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -160,6 +168,61 @@ class DerivedTensor:
             self._key, self._refs = key, tuple(weakref.ref(t) for t in sources)
         return self._value
 
+    @property
+    def value(self) -> torch.Tensor | None:
+        """The cached tensor, if any (for memory accounting)."""
+        return self._value
+
+    def clear(self) -> None:
+        self._key, self._refs, self._value = None, (), None
+
+
+class HalfCopies:
+    """Half-precision copies of a module's fp32 weights, one :class:`DerivedTensor` per name.
+
+    The fp32 parameters stay the only weights the module owns (and the only ones in its state
+    dict); the copies are derived from them and cached, so an fp32 recompute never sees a
+    rounded weight, and a changed master makes the next call derive a fresh copy.
+    """
+
+    def __init__(self) -> None:
+        self._slots: dict[str, DerivedTensor] = {}
+
+    def get(
+        self,
+        name: str,
+        sources: torch.Tensor | tuple[torch.Tensor, ...],
+        dtype: torch.dtype,
+        make: Callable[[], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The copy called ``name`` in ``dtype``: ``make()``, or ``sources.to(dtype)`` if None."""
+        if isinstance(sources, torch.Tensor):
+            t = sources
+            sources = (t,)
+            make = make or (lambda: t.detach().to(dtype))
+        assert make is not None
+        slot = self._slots.get(name)
+        if slot is None:
+            slot = self._slots[name] = DerivedTensor()
+        return slot.get(sources, make, tag=dtype)
+
+    def maybe(self, name: str, t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+        """``t`` itself where it already is ``dtype`` (or None), else its cached copy."""
+        if t is None or t.dtype == dtype:
+            return t
+        return self.get(name, t, dtype)
+
+    def nbytes(self) -> int:
+        return sum(
+            v.numel() * v.element_size()
+            for v in (s.value for s in self._slots.values())
+            if v is not None
+        )
+
+    def clear(self) -> None:
+        for slot in self._slots.values():
+            slot.clear()
+
 
 def conv1d_time_major(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int
@@ -206,9 +269,12 @@ class ConvLayer(nn.Module):
         self.layer_norm = nn.LayerNorm(out_ch, elementwise_affine=True)
         self.fast = True
         self._tap_major = DerivedTensor()
+        self._half = HalfCopies()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.conv.weight
+        if x.dtype != w.dtype:
+            return self._forward_half(x)
         if self.fast:
             tap_major = self._tap_major.get(
                 (w,), lambda: w.permute(0, 2, 1).reshape(w.shape[0], -1).contiguous()
@@ -219,6 +285,22 @@ class ConvLayer(nn.Module):
         y = self.layer_norm(y.transpose(-2, -1))
         return F.gelu(y)
 
+    def _forward_half(self, x: torch.Tensor) -> torch.Tensor:
+        """The same math in ``x.dtype`` on half copies of the weights (LayerNorm included: it
+        normalises each frame, so its output stays small whatever the convolution gives)."""
+        dt, c, w, ln = x.dtype, self._half, self.conv.weight, self.layer_norm
+        bias = c.maybe("bias", self.conv.bias, dt)
+        if self.fast:
+            tap_major = c.get(
+                "tap_major", w, dt, lambda: w.permute(0, 2, 1).reshape(w.shape[0], -1).to(dt)
+            )
+            y = conv1d_time_major(x, tap_major, bias, self.conv.stride[0])
+        else:
+            y = F.conv1d(x.transpose(1, 2), c.get("weight", w, dt), bias, self.conv.stride)
+            y = y.transpose(1, 2)
+        ln_w, ln_b = c.maybe("ln_weight", ln.weight, dt), c.maybe("ln_bias", ln.bias, dt)
+        return F.gelu(F.layer_norm(y, ln.normalized_shape, ln_w, ln_b, ln.eps))
+
 
 class FeatureExtractor(nn.Module):
     def __init__(self, cfg: ExHubertConfig) -> None:
@@ -228,12 +310,16 @@ class FeatureExtractor(nn.Module):
             ConvLayer(i, o, k, s, cfg.conv_bias)
             for i, o, k, s in zip(in_dims, cfg.conv_dim, cfg.conv_kernel, cfg.conv_stride)
         )
+        self.half_dtype: torch.dtype | None = None
+        """Set by :meth:`ExHubert.set_half`: the convolutions run in it; None runs fp32."""
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         x = input_values[:, :, None]
+        if self.half_dtype is not None:
+            x = x.to(self.half_dtype)
         for layer in self.conv_layers:
             x = layer(x)
-        return x  # (batch, frames, channels)
+        return x.to(input_values.dtype)  # (batch, frames, channels)
 
 
 class FeatureProjection(nn.Module):
@@ -286,6 +372,7 @@ class WeightNormConv1d(nn.Module):
         self.bias = nn.Parameter(torch.empty(channels))
         self.cache = True
         self._weight = DerivedTensor()
+        self._half = HalfCopies()
 
     def reset_parameters(self) -> None:
         """Random init for models built without weights (the demo model); g = ||v||."""
@@ -304,6 +391,14 @@ class WeightNormConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.parametrizations.weight
+        if x.dtype != self.bias.dtype:
+            # Half: the weight is still normed in fp32, then rounded once, and cached apart
+            # from the fp32 one, so a recompute in fp32 does not evict it.
+            dt, sources = x.dtype, (p.original0, p.original1)
+            make = lambda: self.weight().to(dt)  # noqa: E731
+            w = self._half.get("weight", sources, dt, make) if self.cache else make()
+            bias = self._half.get("bias", self.bias, dt)
+            return F.conv1d(x, w, bias, padding=self.padding, groups=self.groups)
         if self.cache:
             sources = (p.original0, p.original1)
             w = self._weight.get(sources, lambda: self.weight().to(x.dtype), tag=x.dtype)
@@ -355,6 +450,7 @@ class Attention(nn.Module):
         self.impl: AttentionImpl = "sdpa"
         self.use_fused = True
         self._qkv: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._half = HalfCopies()
 
     def fuse_qkv(self, enabled: bool = True) -> bool:
         """Make q, k, v one projection (or three again); False where they are not plain Linear
@@ -363,13 +459,15 @@ class Attention(nn.Module):
         self._qkv = None
         if not enabled or not all(type(m) is nn.Linear and m.bias is not None for m in parts):
             return False
-        with torch.no_grad():
+        # Not inference tensors even if the caller holds inference mode: the parameters
+        # become views of these.
+        with torch.inference_mode(False), torch.no_grad():
             w = torch.cat([m.weight for m in parts])
             b = torch.cat([m.bias for m in parts])
-        n = w.shape[0] // 3
-        for i, m in enumerate(parts):
-            m.weight.data = w[i * n : (i + 1) * n]
-            m.bias.data = b[i * n : (i + 1) * n]
+            n = w.shape[0] // 3
+            for i, m in enumerate(parts):
+                m.weight.data = w[i * n : (i + 1) * n]
+                m.bias.data = b[i * n : (i + 1) * n]
         self._qkv = (w, b)
         return True
 
@@ -391,23 +489,36 @@ class Attention(nn.Module):
                 return None
         return w, b
 
+    def _linear(self, name: str, m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``m(x)``, or, where ``x`` is half and ``m`` a plain fp32 Linear, the same map on
+        half copies of its weights."""
+        if type(m) is not nn.Linear or x.dtype == m.weight.dtype:
+            return m(x)
+        c, dt = self._half, x.dtype
+        return F.linear(x, c.get(f"{name}.w", m.weight, dt), c.maybe(f"{name}.b", m.bias, dt))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h = x.shape
         heads = (b, t, self.num_heads, self.head_dim)
         fused = self._fused()
         if fused is not None:
-            qkv = F.linear(x, *fused).view(b, t, 3, self.num_heads, self.head_dim)
+            w, bias = fused
+            if x.dtype != w.dtype:
+                w, bias = (
+                    self._half.get("qkv.w", w, x.dtype),
+                    self._half.get("qkv.b", bias, x.dtype),
+                )
+            qkv = F.linear(x, w, bias).view(b, t, 3, self.num_heads, self.head_dim)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         else:
-            q, k, v = (
-                p(x).view(heads).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj)
-            )
+            parts = (("q", self.q_proj), ("k", self.k_proj), ("v", self.v_proj))
+            q, k, v = (self._linear(n, p, x).view(heads).transpose(1, 2) for n, p in parts)
         if self.impl == "sdpa":
             o = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
             w = torch.matmul(q * self.scale, k.transpose(-2, -1))
             o = torch.matmul(torch.softmax(w, dim=-1), v)
-        return self.out_proj(o.transpose(1, 2).reshape(b, t, h))
+        return self._linear("out", self.out_proj, o.transpose(1, 2).reshape(b, t, h))
 
 
 CPU_GEMM_BLOCK = 1024
@@ -442,9 +553,16 @@ class FeedForward(nn.Module):
         self.intermediate_dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.output_dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
         self.fast = True
+        self._half = HalfCopies()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dense = self.intermediate_dense
+        dense, out = self.intermediate_dense, self.output_dense
+        if type(dense) is type(out) is nn.Linear and x.dtype != dense.weight.dtype:
+            c, dt = self._half, x.dtype
+            h = F.linear(x, c.get("in.w", dense.weight, dt), c.maybe("in.b", dense.bias, dt))
+            return F.linear(
+                F.gelu(h), c.get("out.w", out.weight, dt), c.maybe("out.b", out.bias, dt)
+            )
         if self.fast and type(dense) is nn.Linear and not torch.is_grad_enabled():
             h = linear_blocked(x, dense.weight, dense.bias)
         else:
@@ -462,10 +580,18 @@ class EncoderLayer(nn.Module):
         self.feed_forward = FeedForward(cfg)
         self.final_layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.gate_bb_linear = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.half_dtype: torch.dtype | None = None
+        """Set by :meth:`ExHubert.set_half`: attention and feed-forward run in it."""
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = h + self.attention(self.layer_norm(h))
-        h = h + self.feed_forward(self.final_layer_norm(h))
+        dt = self.half_dtype
+        if dt is None:
+            h = h + self.attention(self.layer_norm(h))
+            h = h + self.feed_forward(self.final_layer_norm(h))
+            return self.gate_bb_linear(h)
+        # The stream h and both LayerNorms stay fp32; only their normalised outputs go half.
+        h = h + self.attention(self.layer_norm(h).to(dt)).to(h.dtype)
+        h = h + self.feed_forward(self.final_layer_norm(h).to(dt)).to(h.dtype)
         return self.gate_bb_linear(h)
 
 
@@ -475,9 +601,14 @@ class Encoder(nn.Module):
         self.pos_conv_embed = PositionalConvEmbedding(cfg)
         self.layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.half_dtype: torch.dtype | None = None
+        """Set by :meth:`ExHubert.set_half`: the positional convolution runs in it."""
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = h + self.pos_conv_embed(h)
+        if self.half_dtype is None:
+            h = h + self.pos_conv_embed(h)
+        else:
+            h = h + self.pos_conv_embed(h.to(self.half_dtype)).to(h.dtype)
         layers = self.layers
         for i in range(0, len(layers), 2):
             a = layers[i](h)
@@ -540,6 +671,71 @@ class ExHubert(nn.Module):
         for conv in self.hubert.feature_extractor.conv_layers:
             cast(ConvLayer, conv).fast = enabled
         self.hubert.encoder.pos_conv_embed.conv.cache = enabled
+
+    # -- mixed precision -------------------------------------------------------------------
+
+    @property
+    def half_dtype(self) -> torch.dtype | None:
+        """The dtype of the half parts (see the module docstring), or None: all fp32."""
+        return self.hubert.encoder.half_dtype
+
+    def set_half(self, dtype: torch.dtype | None, *, release: bool = False) -> None:
+        """Run the feature encoder, positional convolution, attention and feed-forward in
+        ``dtype`` (float16 or bfloat16), or everything in fp32 with ``None``.
+
+        Only flags change: the half copies of the weights are derived on first use and kept
+        while ``None`` is set, so switching to fp32 for a recompute and back costs nothing.
+        ``release=True`` also frees them. Call :meth:`prepare_half` after this to derive them
+        up front.
+        """
+        if dtype not in (None, torch.float16, torch.bfloat16):
+            raise ValueError(f"half dtype must be float16 or bfloat16, not {dtype}")
+        hub = self.hubert
+        hub.feature_extractor.half_dtype = dtype
+        hub.encoder.half_dtype = dtype
+        for layer in self.encoder_layers():
+            layer.half_dtype = dtype
+        if release:
+            for copies in self._half_copies():
+                copies.clear()
+
+    @contextmanager
+    def fp32(self) -> Iterator[None]:
+        """Run everything in fp32 on the master weights inside the block, then restore."""
+        dtype = self.half_dtype
+        self.set_half(None)
+        try:
+            yield
+        finally:
+            self.set_half(dtype)
+
+    def prepare_half(self) -> int:
+        """Derive every half copy now; returns their size in bytes.
+
+        One forward pass of the shortest input (one frame) touches exactly the copies a real
+        window uses. Inference mode is switched off for it, should the caller hold it: copies
+        made there would be inference tensors, unusable for anything but inference.
+        """
+        dtype = self.half_dtype
+        if dtype is None:
+            return 0
+        p = next(self.parameters())
+        with torch.inference_mode(False), torch.no_grad():
+            self(torch.zeros(1, self.min_input_samples(), device=p.device))
+        return self.half_copy_bytes()
+
+    def half_copy_bytes(self) -> int:
+        return sum(copies.nbytes() for copies in self._half_copies())
+
+    def min_input_samples(self) -> int:
+        """The shortest input that gives one frame (the encoder's receptive field)."""
+        n = 1
+        for k, s in reversed(list(zip(self.config.conv_kernel, self.config.conv_stride))):
+            n = (n - 1) * s + k
+        return n
+
+    def _half_copies(self) -> list[HalfCopies]:
+        return [c for m in self.modules() for c in vars(m).values() if isinstance(c, HalfCopies)]
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         hidden = self.hubert(input_values)

@@ -87,7 +87,9 @@ def resolve_source(
             f"model {spec!r} is neither a directory nor a hub id like 'owner/name' "
             "(or 'demo' for the built-in random-weight model)"
         )
-    return _hub_source(spec, revision, expected_sha256)
+    source = _hub_source(spec, revision, expected_sha256)
+    assert source is not None  # a download either finds the files or raises
+    return source
 
 
 def _local_source(path: Path, expected_sha256: str | None) -> WeightSource:
@@ -110,17 +112,35 @@ def _local_source(path: Path, expected_sha256: str | None) -> WeightSource:
     return WeightSource(str(path), "local", None, config, weights, expected)
 
 
-def _hub_source(repo_id: str, revision: str | None, expected_sha256: str | None) -> WeightSource:
-    rev = revision or (DEFAULT_MODEL_REVISION if repo_id == DEFAULT_MODEL_ID else "main")
-    config = hub_file(repo_id, "config.json", rev)
+def cached_source(spec: str, revision: str | None = None) -> WeightSource | None:
+    """Like :func:`resolve_source`, but never downloading: None when a hub model's files are
+    not (all) in the Hugging Face cache."""
+    path = Path(spec).expanduser()
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        return resolve_source(spec, revision)
+    return _hub_source(spec, revision, None, download=False)
+
+
+def hub_revision(repo_id: str, revision: str | None) -> str:
+    """The revision a hub model is read at: the model card's for the default model."""
+    return revision or (DEFAULT_MODEL_REVISION if repo_id == DEFAULT_MODEL_ID else "main")
+
+
+def _hub_source(
+    repo_id: str, revision: str | None, expected_sha256: str | None, *, download: bool = True
+) -> WeightSource | None:
+    rev = hub_revision(repo_id, revision)
+    config = hub_file(repo_id, "config.json", rev, cached_only=not download)
     weights = None
     for name in WEIGHT_FILES:
         weights = hub_file(repo_id, name, rev, cached_only=True)
         if weights is not None:
             break
-    if weights is None:
+    if weights is None and download:
         weights = hub_file(repo_id, "pytorch_model.bin", rev)
-    if config is None or weights is None:  # only a cached_only look-up may find nothing
+    if config is None or weights is None:
+        if not download:
+            return None
         raise ModelError(f"{repo_id}: the hub returned no config.json or weights file")
     expected = expected_sha256
     if expected is None:

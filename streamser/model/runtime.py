@@ -1,11 +1,16 @@
-"""The model as streamser uses it: device and dtype policy, batching, the fp16 NaN guard.
+"""The model as streamser uses it: device and precision policy, batching, the half guard.
 
-Policy: ``compute="auto"`` picks CUDA, then Apple MPS, then CPU. CUDA and MPS run fp16; nothing
-normalises the hidden state after the 48 gate layers, so fp16 can overflow: every fp16 output is
-checked, and on NaN/inf the network is converted to fp32 for good and the window recomputed (a
-warning says so once). An MPS failure falls back to the CPU with a warning. The CPU runs fp32
-(bf16 is far slower on CPUs without bf16 units), with a thread count that adapts to load from
-other processes (:class:`ThreadPolicy`).
+Device: ``compute="auto"`` picks CUDA, then Apple MPS, then CPU. Precision (``precision.py``):
+``fp32``, ``half`` (the mixed path: matmul-heavy blocks in fp16 on GPUs and bf16 on CPUs, the
+residual stream and the gates in fp32), ``int8`` (CPU) or ``auto``. Without a choice the device
+decides, as before the choice existed: half on CUDA, fp32 elsewhere.
+
+Half guard: nothing normalises the hidden state between the 48 gated layers, so even the mixed
+path can overflow on some input. Every half batch is checked; its non-finite rows alone are
+recomputed in fp32 on the fp32 master weights (the parameters, never rounded), counted in
+``half_fallbacks`` and warned about once; the next batch runs half again. An MPS failure falls
+back to the CPU in fp32 with a warning. The CPU's thread count adapts to load from other
+processes (:class:`ThreadPolicy`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-from streamser.constants import BACKENDS, NUM_CLASSES, SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from streamser.constants import (
+    BACKENDS,
+    DEFAULT_MODEL_ID,
+    NUM_CLASSES,
+    SAMPLE_RATE_HZ,
+    WINDOW_SAMPLES,
+)
 from streamser.contracts import ComputeInfo, ModelInfo
 from streamser.labels import DEMO_WARNING
 from streamser.model.affect import CLASS_NAMES, arousal_of, softmax, valence_of
@@ -28,7 +39,28 @@ from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert
 from streamser.model.loading import load_network
 from streamser.model.onnx_backend import OnnxForward
+from streamser.model.precision import (
+    check_precision,
+    choose_precision,
+    cpu_caps,
+    model_identity,
+    precision_label,
+    read_verdict,
+    resolve_precision,
+)
 from streamser.model.preprocess import preprocess
+from streamser.model.quantize import int8_layer_names, is_int8, quantize_int8
+
+__all__ = [
+    "COMPUTE_CHOICES",
+    "EmotionModel",
+    "Prediction",
+    "ThreadPolicy",
+    "int8_layer_names",
+    "load_model",
+    "quantize_int8",
+    "resolve_compute",
+]
 
 log = logging.getLogger("streamser")
 
@@ -139,18 +171,38 @@ class ThreadPolicy:
 
 
 class EmotionModel:
-    """ExHuBERT ready to predict: preprocessing, device placement, batching and guards.
+    """ExHuBERT ready to predict: preprocessing, device placement, precision, batching, guards.
+
+    ``precision`` is "fp32", "half", "half-fp16", "half-bf16", "int8" or "auto" (see
+    ``precision.py``); ``None`` lets the device decide (half on CUDA, else fp32; int8 where
+    ``network`` is already quantised). The network's fp32 parameters are kept as they are: the
+    half path adds half copies of the weights of the blocks it runs in half (their size:
+    benchmarks/README.md, "Precision per CPU"), derived here with inference mode off, so no
+    parameter or cached weight is ever an inference tensor.
 
     Thread-safe: one lock serialises forward passes, so the inference worker and a caller on
     another thread can share it.
     """
 
-    def __init__(self, network: ExHubert, info: ModelInfo, device: torch.device) -> None:
+    def __init__(
+        self,
+        network: ExHubert,
+        info: ModelInfo,
+        device: torch.device,
+        precision: str | None = None,
+    ) -> None:
         self.info = info
         self.device = device
-        self.dtype = torch.float16 if device.type in ("cuda", "mps") else torch.float32
-        self.fp16_fallbacks = 0
+        self.dtype = torch.float32
+        """The dtype of the network's inputs and master weights (fp32 on every path)."""
+        self.half_fallbacks = 0
+        """Windows whose half output was not finite and that were recomputed in fp32."""
         self._lock = threading.Lock()
+        kind, self.half_dtype = resolve_precision(precision, device, is_int8(network))
+        self.precision_kind = kind
+        """One of "fp32", "half" or "int8"; :attr:`precision` adds the half dtype."""
+        if kind == "int8" and not is_int8(network):
+            network = quantize_int8(network, inplace=True)
         self.network = network.to(device=device, dtype=self.dtype)
         self.threads: ThreadPolicy | None = None
         """CPU only: adapts torch's thread count to contention; ``None`` keeps it fixed."""
@@ -158,7 +210,18 @@ class EmotionModel:
             self.threads = ThreadPolicy(torch.get_num_threads())
         self.onnx: OnnxForward | None = None
         """Set by :meth:`use_onnxruntime`: forward passes then run in onnxruntime."""
+        self.network.set_half(self.half_dtype)
         self.optimise()
+
+    @property
+    def precision(self) -> str:
+        """The path running now: "fp32", "half-bf16", "half-fp16" or "int8"."""
+        return precision_label(self.precision_kind, self.half_dtype)
+
+    @property
+    def fp16_fallbacks(self) -> int:
+        """The former name of :attr:`half_fallbacks`."""
+        return self.half_fallbacks
 
     @property
     def backend(self) -> str:
@@ -174,10 +237,12 @@ class EmotionModel:
         from streamser.model.exhubert import build_on_meta
         from streamser.model.onnx_backend import open_onnx
 
-        if self.device.type != "cpu" or self.dtype != torch.float32:
+        if self.device.type != "cpu":
             raise ModelError("--backend onnxruntime runs on the CPU: add --compute cpu")
-        if any(type(m).__module__.startswith("torch.ao") for m in self.network.modules()):
-            raise ModelError("--backend onnxruntime runs fp32 only: drop --quantize int8")
+        if self.precision_kind == "int8":
+            raise ModelError("--backend onnxruntime runs fp32 only: use --precision fp32")
+        if self.precision_kind != "fp32":
+            raise ModelError("--backend onnxruntime runs fp32 only: use --precision fp32")
         with self._lock:
             self.onnx = open_onnx(self.network, self.info.weights_path, torch.get_num_threads())
             self.network = build_on_meta(self.network.config)
@@ -189,14 +254,19 @@ class EmotionModel:
 
     @property
     def dtype_name(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
+        """The compute dtype of the matmul-heavy blocks: "float32", "bfloat16", "float16" or
+        "int8" (the residual stream and gates are fp32 on every path)."""
+        if self.precision_kind == "int8":
+            return "int8"
+        return str(self.half_dtype or torch.float32).removeprefix("torch.")
 
     def compute_info(self) -> ComputeInfo:
         return ComputeInfo(
             device=self.device.type,
             dtype=self.dtype_name,
             backend=self.backend,
-            fallbacks=self.fp16_fallbacks,
+            fallbacks=self.half_fallbacks,
+            precision=self.precision,
         )
 
     def describe(self) -> str:
@@ -225,48 +295,76 @@ class EmotionModel:
             with self._lock:
                 return self.onnx(inputs)
         x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
-        with self._lock, torch.inference_mode():
+        with self._lock:
             policy = self.threads if self.device.type == "cpu" else None
             if policy is not None and torch.get_num_threads() != policy.threads:
                 torch.set_num_threads(policy.threads)
             t0 = time.perf_counter()
-            out = self._forward(x)
+            try:
+                with torch.inference_mode():
+                    out = self._forward(x)
+            except RuntimeError as e:
+                if self.device.type != "mps":
+                    raise
+                log.warning("MPS failed (%s); falling back to the CPU in fp32", e)
+                self._fall_back_to_cpu()  # outside inference_mode: it moves parameters
+                with torch.inference_mode():
+                    out = self._forward(x)
             if policy is not None:
                 policy.record(time.perf_counter() - t0, len(inputs))
         return out.float().cpu().numpy().reshape(-1, NUM_CLASSES)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        try:
-            out = self.network(x.to(self.device, self.dtype))
-        except RuntimeError as e:
-            if self.device.type != "mps":
-                raise
-            log.warning("MPS failed (%s); falling back to the CPU in fp32", e)
-            self._move(torch.device("cpu"), torch.float32)
+        x = x.to(self.device)
+        if self.half_dtype is None:
             return self.network(x)
-        if self.dtype == torch.float16 and not bool(torch.isfinite(out).all()):
-            self.fp16_fallbacks += 1
-            if self.fp16_fallbacks == 1:
-                log.warning("fp16 produced NaN/inf on %s: switching to fp32", self.device.type)
-            self._move(self.device, torch.float32)
-            out = self.network(x.to(self.device, self.dtype))
+        out = self._half_pass(x)
+        bad = ~torch.isfinite(out).all(dim=-1)
+        if not bool(bad.any()):
+            return out
+        rows = bad.nonzero().flatten()
+        if self.half_fallbacks == 0:
+            log.warning(
+                "%s gave NaN/inf for %d of %d window(s) on %s: recomputed them in fp32 from the "
+                "fp32 weights (said once; counted in half_fallbacks)",
+                self.precision,
+                len(rows),
+                len(x),
+                self.device.type,
+            )
+        self.half_fallbacks += len(rows)
+        out[rows] = self._fp32_pass(x[rows]).to(out.dtype)
         return out
 
-    def _move(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.network = self.network.to(device=device, dtype=dtype)
-        self.device, self.dtype = device, dtype
+    def _half_pass(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def _fp32_pass(self, x: torch.Tensor) -> torch.Tensor:
+        with self.network.fp32():
+            return self.network(x)
+
+    def _fall_back_to_cpu(self) -> None:
+        self.network.set_half(None, release=True)
+        self.network = self.network.to(torch.device("cpu"))
+        self.device, self.precision_kind, self.half_dtype = torch.device("cpu"), "fp32", None
+        if torch.get_num_threads() > 1:
+            self.threads = ThreadPolicy(torch.get_num_threads())
         self.optimise()
 
     def optimise(self) -> None:
-        """Apply the speed settings for the current device and dtype; run after every move.
+        """Apply the speed settings for the current device and precision; run after a move.
 
         The fast paths (SDPA, time-major feature encoder, cached derived weights) are on. On a
         GPU q/k/v become one projection per layer (one kernel instead of three); on a CPU that
-        measured no faster (benchmarks/README.md) and would copy 600 MB of weights at start,
-        so the CPU keeps three. int8-quantised layers are never fused.
+        measured no faster in fp32 (benchmarks/README.md) and would copy 600 MB of weights at
+        start, so the CPU keeps three. int8-quantised layers are never fused. On the half path
+        the half weight copies are derived now. Inference mode is switched off for this (a
+        caller may hold it): tensors made under it could not be used outside it.
         """
-        self.network.set_fast_paths(True)
-        self.network.fuse_qkv(self.device.type != "cpu")
+        with torch.inference_mode(False), torch.no_grad():
+            self.network.set_fast_paths(True)
+            self.network.fuse_qkv(self.device.type != "cpu")
+            self.network.prepare_half()
 
     def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> float:
         """Run the fixed input shape once per batch size so the first real window is not slow."""
@@ -277,57 +375,8 @@ class EmotionModel:
         return time.perf_counter() - t0
 
 
-def int8_layer_names(network: ExHubert) -> list[str]:
-    """The Linear layers ``--quantize int8`` converts: the attention projections and the
-    feed-forward layers of every encoder layer (92 % of the network's linear FLOPs).
-
-    Kept in fp32, measured on the full-size architecture (benchmarks/README.md): the 48 gate
-    layers, because each maps the whole residual stream (nothing normalises it first), so
-    per-batch activation rounding there lands in the hidden state unscaled (quantising only
-    the gates moved probabilities by 0.013, more than all 288 other layers together); and the
-    feature projection and classification head, which cost 0.1 % of the FLOPs.
-    """
-    from torch import nn
-
-    from streamser.model.exhubert import Attention, FeedForward
-
-    names = []
-    for name, module in network.named_modules():
-        if isinstance(module, (Attention, FeedForward)):
-            names += [
-                f"{name}.{child_name}"
-                for child_name, child in module.named_children()
-                if type(child) is nn.Linear
-            ]
-    return names
-
-
-def quantize_int8(network: ExHubert, inplace: bool = False) -> ExHubert:
-    """Dynamic int8 quantisation (weights int8 per output channel, activations per batch) of
-    the layers :func:`int8_layer_names` picks.
-
-    Per-channel weight scales and fp32 gates bring the largest probability change on the
-    full-size random model from 0.026-0.039 (every layer, one scale per tensor) to 0.002-0.003,
-    for ~6 % more time per window (0.94 s against 0.89 s on 2 cores).
-
-    ``inplace=True`` converts ``network`` itself instead of a deep copy of it, which spares a
-    transient second fp32 copy (2.7 GB for the published model) when the original is not
-    needed afterwards.
-    """
-    import warnings
-
-    with warnings.catch_warnings():
-        # torch announces a move of these APIs; the behaviour is what we rely on.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        spec = dict.fromkeys(int8_layer_names(network), per_channel_dynamic_qconfig)
-        return quantize_dynamic(network, spec, dtype=torch.qint8, inplace=inplace)
-
-
 def load_model(
-    model: str = "amiriparian/ExHuBERT",
+    model: str = DEFAULT_MODEL_ID,
     compute: str = "auto",
     *,
     revision: str | None = None,
@@ -335,35 +384,53 @@ def load_model(
     expected_sha256: str | None = None,
     quantize: str | None = None,
     backend: str = "torch",
+    precision: str | None = None,
 ) -> EmotionModel:
     """Load ExHuBERT (hub id, local directory or ``"demo"``) onto the chosen compute device.
 
-    ``quantize="int8"`` applies dynamic int8 quantisation to the linear layers (CPU only).
-    ``backend="onnxruntime"`` runs the network in onnxruntime (CPU, fp32; exported once);
-    with it, ``compute="auto"`` means the CPU.
+    ``precision``: "fp32", "half" (also "half-fp16", "half-bf16"), "int8" (CPU only) or
+    "auto" (``precision.choose_precision``, or this machine's stored verdict for this model);
+    ``None``, the default, keeps what streamser did before the choice existed: half on CUDA,
+    fp32 elsewhere. ``quantize="int8"`` is the older spelling of ``precision="int8"``.
+    ``backend="onnxruntime"`` runs the network in onnxruntime (CPU, fp32; exported once).
+    With int8 or onnxruntime, ``compute="auto"`` means the CPU.
     """
-    auto_cpu = backend == "onnxruntime" and compute == "auto"
-    device = torch.device("cpu") if auto_cpu else resolve_compute(compute)
     if quantize not in (None, "int8"):
         raise ModelError(f"--quantize {quantize!r}: the only choice is int8")
-    if quantize == "int8" and device.type != "cpu":
-        raise ModelError("--quantize int8 runs on the CPU: add --compute cpu")
+    if quantize == "int8":
+        if precision not in (None, "auto", "int8"):
+            raise ModelError(f"--quantize int8 contradicts --precision {precision}: drop one")
+        precision = "int8"
+    if precision is not None:
+        check_precision(precision)
     if backend not in BACKENDS:
         raise ModelError(f"unknown --backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    auto_cpu = compute == "auto" and (backend == "onnxruntime" or precision == "int8")
+    device = torch.device("cpu") if auto_cpu else resolve_compute(compute)
+    if precision == "int8" and device.type != "cpu":
+        raise ModelError("--precision int8 runs on the CPU: add --compute cpu")
     if backend == "onnxruntime":
         if device.type != "cpu":
             raise ModelError("--backend onnxruntime runs on the CPU: add --compute cpu")
         if quantize is not None:
-            raise ModelError("--backend onnxruntime runs fp32 only: drop --quantize int8")
+            raise ModelError("--backend onnxruntime runs fp32 only: use --precision fp32")
+        if precision not in (None, "auto", "fp32"):
+            raise ModelError("--backend onnxruntime runs fp32 only: use --precision fp32")
+        precision = "fp32"
         from streamser.model.onnx_backend import import_onnxruntime
 
         import_onnxruntime()  # before loading 2.7 GB of weights
     network, info = load_network(model, revision, verify=verify, expected_sha256=expected_sha256)
     t0 = time.perf_counter()
-    if quantize == "int8":
+    if precision == "auto":
+        verdict = read_verdict(model_identity(info)) if device.type == "cpu" else None
+        precision = choose_precision(
+            device, cpu_caps(), verdict.precision if verdict is not None else None
+        )
+    if precision == "int8":
         network = quantize_int8(network, inplace=True)
         info = replace(info, name=f"{info.name} (int8)")
-    em = EmotionModel(network, info, device)
+    em = EmotionModel(network, info, device, precision)
     if backend == "onnxruntime":
         em.use_onnxruntime()
     em.info = replace(info, load_s=(info.load_s or 0.0) + time.perf_counter() - t0)
