@@ -21,7 +21,8 @@ from streamser.session.reader import (
     session_state,
     unclean_session_note,
 )
-from streamser.session.report import build_figure, render_html
+from streamser.session.report_figure import build_figure
+from streamser.session.report_html import render_html
 
 META: dict[str, Any] = {"model": {"name": "amiriparian/ExHuBERT", "revision": "b158d45"}}
 FULL = os.strerror(errno.ENOSPC)
