@@ -14,7 +14,8 @@ import pytest
 
 from streamser.contracts import Estimate
 from streamser.session.catalog import format_sessions_table, list_sessions
-from streamser.session.logger import RESERVE_NAME, SessionLogger
+from streamser.session.files import RESERVE_NAME
+from streamser.session.logger import SessionLogger
 from streamser.session.reader import (
     SessionState,
     read_session,

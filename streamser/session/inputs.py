@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from streamser.errors import StreamserError
-from streamser.session.logger import AUDIO_DIR_NAME
+from streamser.session.files import AUDIO_DIR_NAME
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au"}
 

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from streamser.session.errors import SessionError
-from streamser.session.logger import FILE_MODE
+from streamser.session.files import FILE_MODE
 from streamser.session.reader import SessionData
 from streamser.session.report_figure import render_png
 from streamser.session.report_html import render_html

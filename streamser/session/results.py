@@ -16,7 +16,7 @@ import numpy as np
 
 from streamser.config import OUTPUT_FORMATS, ConfigError
 from streamser.constants import NUM_CLASSES
-from streamser.session.logger import FILE_MODE
+from streamser.session.files import FILE_MODE
 from streamser.session.provenance import provenance_path
 
 PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
