@@ -14,7 +14,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from streamser.audio.sources import FileSource
+from streamser.audio.replay import FileSource
 from streamser.config import AudioConfig, ListenConfig, LogConfig, ModelConfig
 from streamser.engine.pipeline import Pipeline
 from streamser.model import load_model

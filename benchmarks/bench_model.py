@@ -32,7 +32,8 @@ import torch
 from streamser.commands.bench_cmd import main as bench_main
 from streamser.model.demo import random_network
 from streamser.model.exhubert import ExHubertConfig
-from streamser.perf.bench import make_inputs, physical_cores
+from streamser.perf.machine import physical_cores
+from streamser.perf.timing import make_inputs
 
 SPIN = "import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end:\n    pass\n"
 

@@ -326,7 +326,7 @@ class FixedTimeModel:
 
 
 def run_realtime(minutes: float, compute_s: float, hop_s: float, work: Path) -> dict[str, Any]:
-    from streamser.audio.sources import FileSource
+    from streamser.audio.replay import FileSource
     from streamser.config import AudioConfig, ListenConfig, LogConfig, WindowConfig
     from streamser.contracts import Estimate
     from streamser.engine.pipeline import Pipeline

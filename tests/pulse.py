@@ -158,7 +158,7 @@ def pulse_null_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """A private PulseAudio server that this process's PortAudio records from.
 
     The environment of the test process points at the server while the test runs, so
-    :class:`~streamser.audio.sources.MicSource` on ``default`` or ``pulse`` captures the sink's
+    :class:`~streamser.audio.mic.MicSource` on ``default`` or ``pulse`` captures the sink's
     monitor; it is restored, and PortAudio re-initialised, at teardown.
     """
     with null_sink_server(tmp_path / "xdg") as server, monkeypatch.context() as patch:

@@ -265,18 +265,18 @@ def test_the_provenance_file_names_model_compute_settings_and_inputs(tmp_path: P
 def test_an_interrupted_run_leaves_a_provenance_file_saying_what_is_pending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import streamser.session.export as export
+    import streamser.session.analysis as analysis
 
     a = speech_file(tmp_path / "a.wav", 1.5)
     b = speech_file(tmp_path / "b.wav", 2.0)
-    real = export._analyze_one
+    real = analysis._analyze_one
 
     def analyze_one(model: Any, cfg: Any, path: Path, *rest: Any) -> Any:
         if path == b:
             raise RuntimeError("interrupted")
         return real(model, cfg, path, *rest)
 
-    monkeypatch.setattr(export, "_analyze_one", analyze_one)
+    monkeypatch.setattr(analysis, "_analyze_one", analyze_one)
     out = tmp_path / "out.jsonl"
     with pytest.raises(RuntimeError, match="interrupted"):
         analyze(str(a), str(b), "-o", str(out))

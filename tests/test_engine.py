@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamser.audio.sources import ArraySource, FileSource
+from streamser.audio.replay import ArraySource, FileSource
 from streamser.config import AudioConfig, ListenConfig, LogConfig, WindowConfig
 from streamser.constants import SAMPLE_RATE_HZ
 from streamser.contracts import Estimate

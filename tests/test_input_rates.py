@@ -10,9 +10,11 @@ import pytest
 import soundfile as sf
 from test_devices import FakeSoundDevice, install_fake_sounddevice
 
+from streamser.audio.mic import MicSource
 from streamser.audio.native import read_audio_file
 from streamser.audio.rates import check_input_rate, plausible_rate
-from streamser.audio.sources import ArraySource, FileSource, MicSource, SourceError
+from streamser.audio.replay import ArraySource, FileSource
+from streamser.audio.sources import SourceError
 from streamser.constants import MAX_INPUT_RATE_HZ, MIN_INPUT_RATE_HZ
 
 IMPLAUSIBLE_RATES_HZ = [1, 7, 4_000, MIN_INPUT_RATE_HZ - 1, MAX_INPUT_RATE_HZ + 1, 1_000_000]

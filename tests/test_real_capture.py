@@ -1,6 +1,6 @@
 """Real capture: PortAudio records, through ALSA and PulseAudio, what is played into a null sink.
 
-The one test of :class:`~streamser.audio.sources.MicSource` against a real audio stack: a chirp
+The one test of :class:`~streamser.audio.mic.MicSource` against a real audio stack: a chirp
 and a piece of the speech asset are played into a 16 kHz float32 null sink, whose monitor is the
 default input, and must come back through the ring unchanged.
 """
@@ -19,8 +19,9 @@ from conftest import ROOT_DIR
 from scipy.signal import chirp, correlate
 
 from streamser.audio.devices import format_device_table, list_input_devices
+from streamser.audio.mic import MicSource
 from streamser.audio.ring import RingBuffer
-from streamser.audio.sources import MicSource, mix_to_mono
+from streamser.audio.sources import mix_to_mono
 
 pulse_null_sink = pulse.pulse_null_sink
 

@@ -19,12 +19,9 @@ from hypothesis import strategies as st
 
 from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
-from streamser.session.logger import (
-    SessionLogger,
-    append_mark,
-    default_sessions_root,
-    new_session_id,
-)
+from streamser.session.files import default_sessions_root, new_session_id
+from streamser.session.logger import SessionLogger
+from streamser.session.marks import append_mark
 from streamser.session.reader import read_session
 
 META = {

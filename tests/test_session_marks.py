@@ -13,13 +13,8 @@ import pytest
 
 from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
-from streamser.session.logger import (
-    END_SLACK_S,
-    RUNNING_IDLE_S,
-    SessionLogger,
-    append_mark,
-    last_estimate_end_s,
-)
+from streamser.session.logger import SessionLogger
+from streamser.session.marks import END_SLACK_S, RUNNING_IDLE_S, append_mark, last_estimate_end_s
 from streamser.session.reader import read_session
 
 META: dict[str, Any] = {"model": {"name": "demo", "demo": True}}

@@ -15,22 +15,14 @@ import pytest
 from PIL import Image
 
 from streamser.contracts import Estimate
+from streamser.labels import DEMO_WARNING
+from streamser.session.catalog import is_demo_model
 from streamser.session.errors import SessionError
 from streamser.session.reader import SessionData
-from streamser.session.report import (
-    DEMO_WARNING,
-    FIGURE_SIZE_PX,
-    build_figure,
-    format_value,
-    is_demo_model,
-    mute_spans,
-    non_speech_spans,
-    recorded_spans,
-    render_html,
-    settings_rows,
-    summary_rows,
-    write_report,
-)
+from streamser.session.report import write_report
+from streamser.session.report_facts import format_value, mute_spans, recorded_spans, settings_rows
+from streamser.session.report_figure import FIGURE_SIZE_PX, build_figure, non_speech_spans
+from streamser.session.report_html import render_html, summary_rows
 
 
 def make_session(model: dict[str, Any], n: int = 120) -> SessionData:

@@ -14,14 +14,16 @@ import pytest
 
 from streamser.contracts import Estimate
 from streamser.session.catalog import format_sessions_table, list_sessions
-from streamser.session.logger import RESERVE_NAME, SessionLogger
+from streamser.session.files import RESERVE_NAME
+from streamser.session.logger import SessionLogger
 from streamser.session.reader import (
     SessionState,
     read_session,
     session_state,
     unclean_session_note,
 )
-from streamser.session.report import build_figure, render_html
+from streamser.session.report_figure import build_figure
+from streamser.session.report_html import render_html
 
 META: dict[str, Any] = {"model": {"name": "amiriparian/ExHuBERT", "revision": "b158d45"}}
 FULL = os.strerror(errno.ENOSPC)

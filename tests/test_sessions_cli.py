@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamser.audio.sources import FileSource
+from streamser.audio.replay import FileSource
 from streamser.config import ListenConfig, LogConfig
 from streamser.engine.pipeline import Pipeline
 from streamser.model import load_model

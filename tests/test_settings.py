@@ -298,7 +298,7 @@ def test_config_prints_the_files_keys_and_the_sessions_directory(
 
 
 def test_config_without_a_file_names_the_default_sessions_directory(config_file: Path) -> None:
-    from streamser.session.logger import default_sessions_root
+    from streamser.session.files import default_sessions_root
 
     rc, out, _ = run("config")
     assert (

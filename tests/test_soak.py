@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamser.audio.sources import ArraySource
+from streamser.audio.replay import ArraySource
 from streamser.config import ListenConfig, LogConfig, WindowConfig
 from streamser.contracts import Estimate
 from streamser.engine.pipeline import Pipeline

@@ -17,15 +17,10 @@ import pytest
 import soundfile
 from test_devices import FakeSoundDevice, hide_portaudio, install_fake_sounddevice
 
+from streamser.audio.mic import MicSource
+from streamser.audio.replay import ArraySource, FileSource
 from streamser.audio.ring import RingBuffer, RingReader
-from streamser.audio.sources import (
-    ArraySource,
-    AudioSource,
-    FileSource,
-    MicSource,
-    SourceError,
-    mix_to_mono,
-)
+from streamser.audio.sources import AudioSource, SourceError, mix_to_mono
 
 RATE_HZ = 8_000
 EVENT_TIMEOUT_S = 10.0
@@ -244,7 +239,8 @@ def test_mix_to_mono_averages_channels() -> None:
 def test_importing_the_audio_modules_does_not_load_portaudio() -> None:
     """The model and file replay must work where PortAudio is not installed."""
     code = (
-        "import sys, streamser.audio.sources, streamser.audio.devices, streamser.audio.silence; "
+        "import sys, streamser.audio.sources, streamser.audio.mic, streamser.audio.replay, "
+        "streamser.audio.devices, streamser.audio.silence; "
         "sys.exit('sounddevice' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

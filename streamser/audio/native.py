@@ -41,7 +41,7 @@ class NativeAudio:
 
 def read_audio_file(path: Path) -> NativeAudio:
     """An audio file as :class:`NativeAudio`; an unreadable file raises a one-line SourceError."""
-    from streamser.audio.sources import FileSource
+    from streamser.audio.replay import FileSource
 
     source = FileSource(path, realtime=False)  # validates: one-line SourceError when unreadable
     block_frames = max(1, round(READ_BLOCK_S * source.sample_rate_hz))

@@ -1,7 +1,7 @@
 """``streamser analyze FILE_OR_DIR... -o OUT``: the model over audio files as fast as possible.
 
 The work (checking the output, finding the files, picking a session's model, resuming, the CSV
-and Parquet results, the provenance file) is :func:`streamser.session.export.analyze_files`;
+and Parquet results, the provenance file) is :func:`streamser.session.analysis.analyze_files`;
 see there.
 """
 
@@ -16,7 +16,7 @@ from streamser.settings import build_config, read_config_file
 
 def analyze(args: argparse.Namespace) -> int:
     from streamser.commands.listen import load_for
-    from streamser.session.export import analyze_files
+    from streamser.session.analysis import analyze_files
 
     file_settings = read_config_file()
     cfg = build_config(AnalyzeConfig, vars(args), file=file_settings)

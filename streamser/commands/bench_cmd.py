@@ -78,7 +78,8 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
 
 def bench(args: argparse.Namespace) -> int:
     """Handler of ``streamser bench``."""
-    from streamser.perf.bench import BenchOptions, run_bench
+    from streamser.perf.bench import run_bench
+    from streamser.perf.options import BenchOptions
     from streamser.perf.report import format_report
 
     for flag, value in (("--repeats", args.repeats), ("--threads", args.threads)):

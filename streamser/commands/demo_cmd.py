@@ -51,7 +51,7 @@ def demo(args: argparse.Namespace) -> int:
     if not cfg.headless:
         require_terminal("demo")
     cfg = replace(cfg, audio=AudioConfig(input_path=str(clip), fast=False))
-    from streamser.audio.sources import FileSource
+    from streamser.audio.replay import FileSource
     from streamser.commands.listen import load_for, run_dashboard
     from streamser.engine.pipeline import Pipeline
     from streamser.outputs.headless import run_headless

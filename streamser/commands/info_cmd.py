@@ -20,7 +20,7 @@ def devices(args: argparse.Namespace) -> int:
 def show_config(args: argparse.Namespace) -> int:
     """The settings the config file may hold, by its own key names, with their effective values
     (the file's, else the defaults), and where sessions go."""
-    from streamser.session.logger import resolve_sessions_root
+    from streamser.session.files import resolve_sessions_root
 
     path = config_path()
     file = read_config_file(path)

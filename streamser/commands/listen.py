@@ -19,7 +19,8 @@ log = logging.getLogger("streamser")
 
 def make_source(audio: AudioConfig) -> Any:
     """The microphone or the file; a user mistake raises a one-line SourceError."""
-    from streamser.audio.sources import FileSource, MicSource
+    from streamser.audio.mic import MicSource
+    from streamser.audio.replay import FileSource
 
     if audio.input_path is not None:
         return FileSource(audio.input_path, realtime=not audio.fast, block_s=audio.block_s)
@@ -86,7 +87,7 @@ def listen(args: argparse.Namespace) -> int:
 
 def reconnector(audio: AudioConfig, source: Any) -> Callable[[], Any] | None:
     """For a microphone: how to open the same device again after it was lost."""
-    from streamser.audio.sources import MicSource
+    from streamser.audio.mic import MicSource
 
     if not isinstance(source, MicSource):
         return None

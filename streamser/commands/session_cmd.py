@@ -15,7 +15,7 @@ from streamser.settings import build_config
 
 def sessions_root(args: argparse.Namespace) -> Path:
     """``--log-dir``, else the config file's ``log_dir``, else the user data directory."""
-    from streamser.session.logger import resolve_sessions_root
+    from streamser.session.files import resolve_sessions_root
 
     return resolve_sessions_root(build_config(LogConfig, vars(args)).log_dir)
 
@@ -77,7 +77,7 @@ def replay(args: argparse.Namespace) -> int:
 
 
 def mark(args: argparse.Namespace) -> int:
-    from streamser.session.logger import append_mark
+    from streamser.session.marks import append_mark
     from streamser.session.reader import resolve_session
 
     if args.at is not None and not (math.isfinite(args.at) and args.at >= 0):

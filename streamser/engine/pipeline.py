@@ -17,8 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from streamser.audio.mic import MicSource
 from streamser.audio.ring import RingBuffer
-from streamser.audio.sources import AudioSource, MicSource
+from streamser.audio.sources import AudioSource
 from streamser.audio.vad import SpeechDetector
 from streamser.config import ListenConfig
 from streamser.constants import HISTORY_MAX_ESTIMATES, SAMPLE_RATE_HZ

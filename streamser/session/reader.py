@@ -19,12 +19,7 @@ from typing import Any
 
 from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
-from streamser.session.logger import (
-    ESTIMATES_NAME,
-    MARKS_NAME,
-    META_NAME,
-    RESERVE_NAME,
-)
+from streamser.session.files import ESTIMATES_NAME, MARKS_NAME, META_NAME, RESERVE_NAME
 
 SESSION_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]*$")
 """What a session id (or a prefix of one) may look like: no dots, no separators."""

@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 
 from streamser.session.errors import SessionError
-from streamser.session.logger import AUDIO_DIR_NAME, DIR_MODE, FILE_MODE
+from streamser.session.files import AUDIO_DIR_NAME, DIR_MODE, FILE_MODE
 
 WAVE_FORMAT_IEEE_FLOAT = 3
 BYTES_PER_SAMPLE = 4

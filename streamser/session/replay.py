@@ -15,7 +15,7 @@ from typing import Any
 
 from streamser.console import stop_on_signals
 from streamser.contracts import Estimate, StatusSnapshot, estimates_after
-from streamser.session.logger import append_mark
+from streamser.session.marks import append_mark
 from streamser.session.reader import SessionData
 
 JOIN_TIMEOUT_S = 2.0

@@ -17,7 +17,8 @@ from typing import Any
 from streamser.audio.ring import RingBuffer, RingReader
 from streamser.engine.sinks import RunContext, SinkStatus
 from streamser.session.errors import SessionError
-from streamser.session.logger import SessionLogger, default_sessions_root
+from streamser.session.files import default_sessions_root
+from streamser.session.logger import SessionLogger
 from streamser.session.recorder import AudioRecorder
 
 log = logging.getLogger("streamser")
