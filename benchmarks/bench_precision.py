@@ -29,7 +29,7 @@ from streamser.model.demo import random_network
 from streamser.model.exhubert import ExHubertConfig
 from streamser.model.numerics import synthetic_windows
 from streamser.model.precision import choose_precision, cpu_caps
-from streamser.perf.bench import LoadMeter
+from streamser.perf.meters import LoadMeter
 
 GEMM_SHAPES = ((149, 1024, 4096), (2048, 2048, 2048))
 

@@ -174,7 +174,7 @@ def rich_meta(session: SessionData, **extra: Any) -> SessionData:
         "counters": {
             "estimates": 120, "skipped_windows": 3, "stream_s": 62.5, "source_error": None,
             "consumer_failures": [], "bus": {"delivered": 120, "dropped": 0},
-            "compute_s_total": 12.3456789, "fp16_fallbacks": 0,
+            "compute_s_total": 12.3456789, "half_fallbacks": 0,
         },
         **extra,
     }  # fmt: skip

@@ -219,11 +219,6 @@ class EmotionModel:
         return precision_label(self.precision_kind, self.half_dtype)
 
     @property
-    def fp16_fallbacks(self) -> int:
-        """The former name of :attr:`half_fallbacks`."""
-        return self.half_fallbacks
-
-    @property
     def backend(self) -> str:
         return "torch" if self.onnx is None else "onnxruntime"
 

@@ -57,7 +57,7 @@ def gpu_stages(
                     "batch": b,
                     "bucket": bucket_for(min(b, graphed.buckets[-1]), graphed.buckets),
                     "max_abs_logit_diff_vs_eager": max_abs(logits, optimised[b]),
-                    "fp16_fallbacks": graphed.fallbacks - fallbacks,
+                    "half_fallbacks": graphed.fallbacks - fallbacks,
                 }
             )
         capture["generations"] = graphed.generation
@@ -66,6 +66,6 @@ def gpu_stages(
     return rows, {
         "cuda_graphs": graphs,
         "cuda_graph_capture": capture,
-        "fp16_fallbacks": em.fp16_fallbacks,
+        "half_fallbacks": em.half_fallbacks,
         "fixture_fp16_vs_fp32": fixture_deviation("cuda", None),
     }

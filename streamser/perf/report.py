@@ -115,7 +115,7 @@ def _extras(r: dict[str, Any]) -> list[str]:
         for g in r["gpu"]["cuda_graphs"]:
             lines.append(
                 f"CUDA graph vs eager fp16, batch {g['batch']}: max |logit diff| "
-                f"{g['max_abs_logit_diff_vs_eager']:.2e}, fp16 fallbacks {g['fp16_fallbacks']}"
+                f"{g['max_abs_logit_diff_vs_eager']:.2e}, fp16 fallbacks {g['half_fallbacks']}"
             )
         lines.extend(_fixture_line("fp16", r["gpu"]["fixture_fp16_vs_fp32"]))
     return lines

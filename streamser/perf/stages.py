@@ -68,7 +68,7 @@ def fixture_deviation(compute: str, quantize: str | None) -> dict[str, Any] | No
         "max_abs_prob_diff_vs_fp32": max_abs(other.probs, fp32.probs),
         "max_abs_logit_diff_vs_fp32": max_abs(other.logits, fp32.logits),
         "max_abs_logit_diff_fp32_vs_reference": max_abs(fp32.logits, ref),
-        "fp16_fallbacks": other_model.fp16_fallbacks,
+        "half_fallbacks": other_model.half_fallbacks,
     }
 
 

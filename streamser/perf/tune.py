@@ -27,7 +27,7 @@ from streamser.model.loading import load_network
 from streamser.model.numerics import synthetic_windows
 from streamser.model.precision import model_identity, write_verdict
 from streamser.model.runtime import EmotionModel
-from streamser.perf.bench import LoadMeter
+from streamser.perf.meters import LoadMeter
 
 MAX_PROB_DIFF = 0.01
 """A path whose probabilities move further than this from fp32 on the tuning windows is not
