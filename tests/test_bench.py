@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -159,6 +160,30 @@ def test_quick_bench_writes_well_formed_json(tmp_path: Path) -> None:
         assert row["speedup_vs_torch_alternated"] > 0
     assert "onnxruntime vs torch, batch 1" in r.stdout
     assert report["reference_cpu"]["s_per_window"] == {"1": 2.50, "4": 1.86}
+    check_precision_rows(report, r.stdout)
+
+
+def check_precision_rows(report: dict[str, Any], stdout: str) -> None:
+    """fp32, half (bf16 on a CPU), onnxruntime and int8 at batches 1 and 2: each timed, each
+    against the fp32 row of its batch. --quick runs bf16 even where the probe finds it slow."""
+    rows = report["precisions"]["rows"]
+    by = {(row["precision"], row["batch"]): row for row in rows}
+    names = ("fp32", "half-bf16", "onnxruntime fp32", "int8")
+    assert set(by) == {(p, b) for p in names for b in (1, 2)}, sorted(by)
+    for row in rows:
+        assert row["s_per_window"] > 0 and row["windows_per_s"] > 0, row
+        assert row["s_per_window"] * row["windows_per_s"] == pytest.approx(1.0)
+        assert row["note"] == "", row
+    bounds = {"fp32": 0.0, "half-bf16": 0.02, "onnxruntime fp32": 1e-5, "int8": 0.02}
+    for (name, _), row in by.items():
+        assert 0 <= row["max_abs_prob_diff_vs_fp32"] <= bounds[name], row
+        assert row["half_fallbacks"] == (0 if name == "half-bf16" else None), row
+    assert by[("half-bf16", 1)]["max_abs_prob_diff_vs_fp32"] > 0  # it did run in bf16
+    probe = report["precisions"]["bf16_probe"]
+    assert probe["gflop_per_s"]["bfloat16"] > 0 and probe["gflop_per_s"]["float32"] > 0
+    paths = {t["path"] for t in report["timings"]}
+    assert {"optimised cpu/float32", "optimised cpu/bfloat16"} <= paths
+    assert "max |prob diff| vs fp32" in stdout and "half-bf16" in stdout
 
 
 # ----------------------------------------------------------------------------- fast paths

@@ -29,6 +29,19 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+BENCH_PRECISIONS = ("fp32", "half", "half-fp16", "half-bf16", "int8")
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    chosen = tuple(s for s in text.replace(" ", "").split(",") if s)
+    unknown = [s for s in chosen if s not in BENCH_PRECISIONS]
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected precisions from {', '.join(BENCH_PRECISIONS)}, got {text!r}"
+        )
+    return chosen
+
+
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     """The options of ``streamser bench`` (shared by the CLI and ``python -m``)."""
     p.add_argument(
@@ -52,6 +65,13 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--quantize", choices=QUANTIZE_CHOICES, help="also time int8 dynamic quantisation (CPU)"
+    )
+    p.add_argument(
+        "--precision",
+        type=_precisions,
+        metavar="P,P,...",
+        help="precisions timed side by side on the same inputs, each against fp32 (always "
+        f"run): {', '.join(BENCH_PRECISIONS)} (default fp32,half; int8 as --quantize int8)",
     )
     p.add_argument(
         "--backend",
@@ -97,6 +117,7 @@ def bench(args: argparse.Namespace) -> int:
         model=args.model,
         cuda_graphs=not args.no_cuda_graphs,
         onnxruntime=args.backend == "onnxruntime",
+        precisions=args.precision,
     )
     report = run_bench(opts, say=lambda m: print(f"streamser bench: {m}", file=sys.stderr))
     write_out(format_report(report))

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from streamser.labels import CLASS_NAMES
 
-__all__ = ["CLASS_NAMES", "AffectSmoother", "arousal_of", "softmax", "valence_of"]
+__all__ = [
+    "CLASS_NAMES",
+    "AffectSmoother",
+    "Prediction",
+    "arousal_of",
+    "softmax",
+    "valence_of",
+]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -68,3 +76,27 @@ class AffectSmoother:
             self.valence += alpha * (valence - self.valence)
         self._last_t_s = t_s
         return self.arousal, self.valence
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One window's output: raw logits, softmax probabilities and the derived trajectories."""
+
+    logits: np.ndarray
+    probs: np.ndarray
+    arousal: float
+    valence: float
+
+    @classmethod
+    def from_logits(cls, logits: np.ndarray) -> Prediction:
+        logits = np.asarray(logits, dtype=np.float32)
+        probs = softmax(logits)
+        return cls(logits, probs, arousal_of(probs), valence_of(probs))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return CLASS_NAMES
+
+    @property
+    def top_class(self) -> str:
+        return CLASS_NAMES[int(np.argmax(self.probs))]

@@ -10,8 +10,11 @@ bucket (1, 2, 4, 8, ...) and the result is sliced back: a handful of graphs cove
 * Inputs go through one pinned host staging buffer and non-blocking copies, and the host
   waits once per batch, after the logits have been copied back.
 * The graphs replay the weights they were captured with. A generation counter, bumped
-  whenever the weights' key changes (another tensor, an in-place edit, another dtype, such as
-  the fp16 guard's switch to fp32), drops every graph before the next replay.
+  whenever the weights' key changes (another tensor, an in-place edit, another dtype, other
+  half flags on the network), drops every graph before the next replay. The half guard's fp32
+  recompute restores the flags after it, so it leaves the graphs valid.
+* The memory the graphs' private pool reserves is measured at capture
+  (``GraphedForward.pool_bytes``), so a bench can report what the graphs cost.
 * A batch that does not fit the bucket it is staged into is refused, never broadcast.
 
 :class:`GraphedForward` holds everything that needs no GPU (buckets, padding, slicing,
@@ -68,8 +71,9 @@ def stage_rows(staging: np.ndarray, x: np.ndarray, bucket: int) -> None:
 
 def weights_key(network: torch.nn.Module) -> Hashable:
     """What a captured graph depends on: which tensors hold the weights, where, in which dtype,
-    and how often each was written in place (``_version``). Any change means a new capture."""
-    key: list[Hashable] = [id(network)]
+    how often each was written in place (``_version``), and the network's half dtype (its
+    half flags decide which kernels run). Any change means a new capture."""
+    key: list[Hashable] = [id(network), getattr(network, "half_dtype", None)]
     for t in chain(network.parameters(), network.buffers()):
         version = -1 if t.is_inference() else t._version  # inference tensors keep no count
         key.append((t.data_ptr(), t.dtype, str(t.device), version))
@@ -133,6 +137,12 @@ class GraphedForward:
             CudaGraphBackend(em), lambda: weights_key(em.network), em.logits, max_batch=max_batch
         )
 
+    @property
+    def pool_bytes(self) -> int | None:
+        """The memory the graphs' pool holds (where the backend measures it), else None."""
+        value = getattr(self.backend, "reserved_bytes", None)
+        return None if value is None else int(value)
+
     def capture(self) -> None:
         """Capture every bucket not yet captured, largest first (the first call does it too)."""
         self._check_generation()
@@ -187,6 +197,9 @@ class CudaGraphBackend:
 
     def __init__(self, em: EmotionModel) -> None:
         self.em = em
+        self.reserved_bytes = 0
+        """What the captures added to ``torch.cuda.memory_reserved``: the private pool's
+        memory (activations, outputs), which the caching allocator cannot hand elsewhere."""
         self._pool: Any = None  # torch's opaque memory-pool handle
         self._graphs: list[torch.cuda.CUDAGraph] = []
         self._host_in: torch.Tensor | None = None
@@ -207,14 +220,18 @@ class CudaGraphBackend:
         graph = torch.cuda.CUDAGraph()
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
+        self.em.apply_precision()  # the network's half flags are captured with it
         with torch.inference_mode():
             with torch.cuda.stream(side):
                 for _ in range(WARMUP_RUNS):
                     net(device_in.to(dtype))
             torch.cuda.current_stream(device).wait_stream(side)
+            torch.cuda.synchronize(device)
+            reserved = torch.cuda.memory_reserved(device)
             with torch.cuda.graph(graph, pool=self._pool):
                 # The cast to the compute dtype is captured too: the copy in stays float32.
                 device_out = net(device_in.to(dtype)).float()
+            self.reserved_bytes += torch.cuda.memory_reserved(device) - reserved
         self._graphs.append(graph)
 
         def replay() -> np.ndarray:
@@ -230,5 +247,6 @@ class CudaGraphBackend:
     def release(self) -> None:
         self._graphs.clear()
         self._pool = None
+        self.reserved_bytes = 0
         self._host_in = self._device_in = None
         torch.cuda.empty_cache()

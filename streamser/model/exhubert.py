@@ -456,6 +456,8 @@ class Attention(nn.Module):
         """Make q, k, v one projection (or three again); False where they are not plain Linear
         layers (after int8 quantisation, for instance)."""
         parts = (self.q_proj, self.k_proj, self.v_proj)
+        if enabled and self._qkv is not None and self._views_of(*self._qkv):
+            return True  # fused already: a second fusion would copy the weights again
         self._qkv = None
         if not enabled or not all(type(m) is nn.Linear and m.bias is not None for m in parts):
             return False
@@ -475,6 +477,13 @@ class Attention(nn.Module):
         if self._qkv is None or not self.use_fused or torch.is_grad_enabled():
             return None
         w, b = self._qkv
+        if not self._views_of(w, b):
+            self._qkv = None  # replaced weights: drop the stale copy, run unfused
+            return None
+        return w, b
+
+    def _views_of(self, w: torch.Tensor, b: torch.Tensor) -> bool:
+        """Whether q, k and v still hold views of the fused ``w`` and ``b``."""
         n = w.shape[0] // 3
         for i, m in enumerate((self.q_proj, self.k_proj, self.v_proj)):
             mw, mb = getattr(m, "weight", None), getattr(m, "bias", None)
@@ -485,9 +494,8 @@ class Attention(nn.Module):
                 and mb.data_ptr() == b[i * n :].data_ptr()
                 and (mw.dtype, mw.device) == (w.dtype, w.device)
             ):
-                self._qkv = None  # replaced weights: drop the stale copy, run unfused
-                return None
-        return w, b
+                return False
+        return True
 
     def _linear(self, name: str, m: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``m(x)``, or, where ``x`` is half and ``m`` a plain fp32 Linear, the same map on

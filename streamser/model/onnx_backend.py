@@ -70,7 +70,8 @@ def export_onnx(network: ExHubert, path: Path) -> float:
     network.set_attention("sdpa")
     t0 = time.perf_counter()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        # fp32 throughout, whatever half flags a model sharing the network left set
+        with torch.no_grad(), network.fp32(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer and deprecation chatter
             torch.onnx.export(
                 network,

@@ -9,7 +9,9 @@ Half guard: nothing normalises the hidden state between the 48 gated layers, so 
 path can overflow on some input. Every half batch is checked; its non-finite rows alone are
 recomputed in fp32 on the fp32 master weights (the parameters, never rounded), counted in
 ``half_fallbacks`` and warned about once; the next batch runs half again. An MPS failure falls
-back to the CPU in fp32 with a warning. The CPU's thread count adapts to load from other
+back to the CPU in fp32 with a warning, and so does a failure of the first CUDA forward pass when
+the device came from ``compute="auto"`` (``devices.falls_back_to_cpu``). On CUDA, fp16 GEMMs
+accumulate in fp32 (``devices.exact_reductions``). The CPU's thread count adapts to load from other
 processes (:class:`ThreadPolicy`).
 """
 
@@ -19,14 +21,14 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from streamser.constants import (
     BACKENDS,
+    COMPUTE_CHOICES,
     DEFAULT_MODEL_ID,
     NUM_CLASSES,
     SAMPLE_RATE_HZ,
@@ -34,7 +36,8 @@ from streamser.constants import (
 )
 from streamser.contracts import ComputeInfo, ModelInfo
 from streamser.labels import DEMO_WARNING
-from streamser.model.affect import CLASS_NAMES, arousal_of, softmax, valence_of
+from streamser.model.affect import Prediction
+from streamser.model.devices import exact_reductions, falls_back_to_cpu, resolve_compute
 from streamser.model.errors import ModelError
 from streamser.model.exhubert import ExHubert
 from streamser.model.loading import load_network
@@ -50,6 +53,7 @@ from streamser.model.precision import (
 )
 from streamser.model.preprocess import preprocess
 from streamser.model.quantize import int8_layer_names, is_int8, quantize_int8
+from streamser.model.threads import ThreadPolicy
 
 __all__ = [
     "COMPUTE_CHOICES",
@@ -63,111 +67,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("streamser")
-
-Compute = Literal["auto", "cpu", "cuda", "mps"]
-COMPUTE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One window's output: raw logits, softmax probabilities and the derived trajectories."""
-
-    logits: np.ndarray
-    probs: np.ndarray
-    arousal: float
-    valence: float
-
-    @classmethod
-    def from_logits(cls, logits: np.ndarray) -> Prediction:
-        logits = np.asarray(logits, dtype=np.float32)
-        probs = softmax(logits)
-        return cls(logits, probs, arousal_of(probs), valence_of(probs))
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return CLASS_NAMES
-
-    @property
-    def top_class(self) -> str:
-        return CLASS_NAMES[int(np.argmax(self.probs))]
-
-
-def resolve_compute(compute: str) -> torch.device:
-    """Map the ``--compute`` choice onto an available device, or say why it is unavailable."""
-    if compute not in COMPUTE_CHOICES:
-        raise ModelError(
-            f"unknown --compute {compute!r}: choose one of {', '.join(COMPUTE_CHOICES)}"
-        )
-    if compute == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if compute == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--compute cuda: no CUDA GPU is available to torch; use --compute cpu")
-    if compute == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ModelError("--compute mps: Apple MPS is not available; use --compute cpu")
-    return torch.device(compute)
-
-
-class ThreadPolicy:
-    """How many CPU threads the next forward pass gets, from how fast the last ones ran.
-
-    On a 2-core CPU two threads run a window 1.7x faster than one while the machine is
-    otherwise idle, but 2-3x slower than one while another process keeps a core busy: a window
-    runs about a thousand parallel regions, and each waits at its barrier for the thread the OS
-    has descheduled (measured in benchmarks/README.md). So: start with every core; after
-    ``patience`` windows in a row that ran ``slow_factor`` times slower per window than the
-    best seen at that thread count, give one core away; every ``probe_every`` windows with a
-    core given away, try one more thread again. Under lasting contention a probe costs one slow
-    window; on an idle machine the policy never leaves the full count. Forward passes shorter
-    than ``min_forward_s`` (the tiny demo model) are too short to judge and change nothing.
-    """
-
-    def __init__(
-        self,
-        max_threads: int,
-        *,
-        slow_factor: float = 1.5,
-        patience: int = 2,
-        probe_every: int = 16,
-        min_forward_s: float = 0.05,
-    ) -> None:
-        self.max_threads = max(1, max_threads)
-        self.threads = self.max_threads
-        self.slow_factor = slow_factor
-        self.patience = patience
-        self.probe_every = probe_every
-        self.min_forward_s = min_forward_s
-        self.best_s_per_window: dict[int, float] = {}
-        self.changes = 0
-        self._slow = 0
-        self._since_change = 0
-
-    def record(self, forward_s: float, windows: int) -> int:
-        """Account one forward pass run with ``self.threads``; returns the count for the next."""
-        if forward_s < self.min_forward_s or windows < 1:
-            return self.threads
-        n, t = self.threads, forward_s / windows
-        best = self.best_s_per_window.get(n)
-        self.best_s_per_window[n] = t if best is None else min(t, best)
-        self._since_change += 1
-        self._slow = self._slow + 1 if best is not None and t > self.slow_factor * best else 0
-        if n > 1 and (self._slow >= self.patience or (self._slow and self._since_change == 1)):
-            self._change(n - 1)  # a probe that ran slow goes back at once
-        elif n < self.max_threads and self._since_change >= self.probe_every:
-            self._change(n + 1)
-        return self.threads
-
-    def _change(self, threads: int) -> None:
-        self.threads = threads
-        self.changes += 1
-        self._slow = 0
-        self._since_change = 0
 
 
 class EmotionModel:
@@ -190,8 +89,15 @@ class EmotionModel:
         info: ModelInfo,
         device: torch.device,
         precision: str | None = None,
+        *,
+        cpu_fallback: bool = False,
     ) -> None:
+        """``cpu_fallback``: ``device`` came from ``compute="auto"``, so a failure of the first
+        CUDA forward pass moves the model to the CPU instead of raising."""
         self.info = info
+        self.cpu_fallback = cpu_fallback
+        self.forwards = 0
+        """Forward passes that succeeded on the current device."""
         self.device = device
         self.dtype = torch.float32
         """The dtype of the network's inputs and master weights (fp32 on every path)."""
@@ -299,18 +205,27 @@ class EmotionModel:
                 with torch.inference_mode():
                     out = self._forward(x)
             except RuntimeError as e:
-                if self.device.type != "mps":
+                device = self.device.type
+                if not falls_back_to_cpu(device, self.cpu_fallback, self.forwards):
                     raise
-                log.warning("MPS failed (%s); falling back to the CPU in fp32", e)
+                log.warning("%s failed (%s); falling back to the CPU in fp32", device.upper(), e)
                 self._fall_back_to_cpu()  # outside inference_mode: it moves parameters
                 with torch.inference_mode():
                     out = self._forward(x)
+            self.forwards += 1
             if policy is not None:
                 policy.record(time.perf_counter() - t0, len(inputs))
         return out.float().cpu().numpy().reshape(-1, NUM_CLASSES)
 
+    def apply_precision(self) -> None:
+        """Set the network's half flags to this model's precision (flags only, no copy): two
+        models may share one network, as the bench's precision rows do."""
+        if self.precision_kind != "int8" and self.network.half_dtype != self.half_dtype:
+            self.network.set_half(self.half_dtype)
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
+        self.apply_precision()
         if self.half_dtype is None:
             return self.network(x)
         out = self._half_pass(x)
@@ -342,6 +257,7 @@ class EmotionModel:
         self.network.set_half(None, release=True)
         self.network = self.network.to(torch.device("cpu"))
         self.device, self.precision_kind, self.half_dtype = torch.device("cpu"), "fp32", None
+        self.forwards = 0
         if torch.get_num_threads() > 1:
             self.threads = ThreadPolicy(torch.get_num_threads())
         self.optimise()
@@ -356,6 +272,8 @@ class EmotionModel:
         the half weight copies are derived now. Inference mode is switched off for this (a
         caller may hold it): tensors made under it could not be used outside it.
         """
+        if self.device.type == "cuda":
+            exact_reductions()
         with torch.inference_mode(False), torch.no_grad():
             self.network.set_fast_paths(True)
             self.network.fuse_qkv(self.device.type != "cpu")
@@ -425,7 +343,7 @@ def load_model(
     if precision == "int8":
         network = quantize_int8(network, inplace=True)
         info = replace(info, name=f"{info.name} (int8)")
-    em = EmotionModel(network, info, device, precision)
+    em = EmotionModel(network, info, device, precision, cpu_fallback=compute == "auto")
     if backend == "onnxruntime":
         em.use_onnxruntime()
     em.info = replace(info, load_s=(info.load_s or 0.0) + time.perf_counter() - t0)

@@ -15,7 +15,7 @@ from streamser.model.cuda_graphs import GraphedForward, bucket_for
 from streamser.model.runtime import EmotionModel
 from streamser.perf.meters import peak_memory_bytes, reset_peak_memory
 from streamser.perf.stages import fixture_deviation
-from streamser.perf.timing import Rig, Timing, max_abs, time_paths
+from streamser.perf.timing import Rig, Timing, max_abs, relabel, time_paths
 
 
 def gpu_stages(
@@ -30,7 +30,9 @@ def gpu_stages(
     and fp16 against fp32 on the bundled fixture.
 
     One set of buckets serves every size; a size between buckets is padded up to the next,
-    and its timing includes the padding, as it would in use.
+    and its timing includes the padding, as it would in use. The capture reports the memory
+    the graphs' private pool reserved (``GraphedForward.pool_bytes``: the growth of
+    ``torch.cuda.memory_reserved`` across the captures), beside the peak allocated.
     """
     rows: list[Timing] = []
     graphs: list[dict[str, Any]] = []
@@ -45,22 +47,27 @@ def gpu_stages(
             "buckets": list(graphed.buckets),
             "capture_s": time.perf_counter() - t0,
             "peak_memory_bytes": peak_memory_bytes(rig.device),
+            "pool_reserved_bytes": graphed.pool_bytes,
         }
-        name = f"CUDA graph {em.describe()}"
         for b in sizes:
-            say(f"fp16 + CUDA graph: batch {b} x {rig.repeats}")
-            fallbacks = graphed.fallbacks
-            timing, logits = time_paths({name: graphed}, b, rig)[name]
-            rows.append(timing)
+            say(f"{em.precision} + CUDA graph: batch {b} x {rig.repeats}")
+            fallbacks, generation = graphed.fallbacks, graphed.generation
+            timing, logits = time_paths({"graph": graphed}, b, rig)["graph"]
+            eager = graphed.fallbacks - fallbacks
+            # Labelled after the run: what replayed, and whether replays fell back to eager.
+            label = f"CUDA graph {em.describe()}" + (" + eager fallback" if eager else "")
+            rows.append(relabel(timing, label))
             graphs.append(
                 {
                     "batch": b,
                     "bucket": bucket_for(min(b, graphed.buckets[-1]), graphed.buckets),
                     "max_abs_logit_diff_vs_eager": max_abs(logits, optimised[b]),
-                    "half_fallbacks": graphed.fallbacks - fallbacks,
+                    "half_fallbacks": eager,
+                    "recaptured": graphed.generation != generation,
                 }
             )
         capture["generations"] = graphed.generation
+        capture["pool_reserved_bytes"] = graphed.pool_bytes
         graphed.release()
         del graphed
     return rows, {

@@ -25,6 +25,20 @@ class BenchOptions:
     cuda_graphs: bool = True
     onnxruntime: bool = False
     """Also time the optional onnxruntime backend (CPU, fp32)."""
+    precisions: tuple[str, ...] | None = None
+    """Precisions timed side by side (fp32 always, as the reference); ``None``: fp32 and
+    half, and int8 with ``quantize``."""
+
+    def resolved_precisions(self) -> tuple[str, ...]:
+        chosen = self.precisions or ("fp32", "half")
+        if self.quantize == "int8":
+            chosen = (*chosen, "int8")
+        return tuple(dict.fromkeys(("fp32", *chosen)))
+
+    @property
+    def int8(self) -> bool:
+        """Whether the int8 stage runs (``--quantize int8`` or ``--precision ...,int8``)."""
+        return "int8" in self.resolved_precisions()
 
     def resolved_batch_sizes(self, device: torch.device) -> tuple[int, ...]:
         if self.batch_sizes:

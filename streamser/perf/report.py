@@ -25,8 +25,14 @@ def _header(r: dict[str, Any]) -> list[str]:
     device = m.get("gpu") or f"{m['cpu']} ({m['logical_cpus']} logical CPUs, "
     device += "" if m.get("gpu") else f"{m['physical_cores']} physical cores)"
     peak_line = f"device peak: {peak['gflop_per_s']:.1f} GFLOP/s ({peak['method']})"
-    if peak.get("datasheet_fp16_tflops"):
-        peak_line += f"; datasheet fp16 dense {peak['datasheet_fp16_tflops']:.0f} TFLOP/s"
+    if m["device"] == "cuda":
+        peak_line += f"; fp32 (TF32 off) {peak['fp32_gflop_per_s']:.1f} GFLOP/s"
+        sheet = peak.get("datasheet_fp16_tflops")
+        peak_line += (
+            f"; datasheet ({peak['datasheet_entry']}) fp16 dense {sheet:.0f} TFLOP/s"
+            if sheet
+            else f"; datasheet: unknown for {peak.get('gpu_name', m.get('gpu'))!r}"
+        )
     mem = "peak GPU memory" if m["device"] == "cuda" else "peak RSS"
     return [
         f"machine: {device}; {_gib(m['memory_bytes'])} RAM; torch "
@@ -43,15 +49,16 @@ def _header(r: dict[str, Any]) -> list[str]:
 
 
 def _table(r: dict[str, Any]) -> list[str]:
+    w = max([28, *(len(t["path"]) for t in r["timings"])])
     cols = (
-        f"{'path':<28} {'batch':>5} {'median s':>9} {'p95 s':>8} {'s/window':>9} "
+        f"{'path':<{w}} {'batch':>5} {'median s':>9} {'p95 s':>8} {'s/window':>9} "
         f"{'windows/s':>10} {'GFLOP/s':>8} {'of peak':>8} {'peak mem':>9} {'others':>7}"
     )
     lines = [cols, "-" * len(cols)]
     for t in r["timings"]:
         others = t["other_load_cores"]
         lines.append(
-            f"{t['path']:<28} {t['batch']:>5} {t['forward_median_s']:>9.3f} "
+            f"{t['path']:<{w}} {t['batch']:>5} {t['forward_median_s']:>9.3f} "
             f"{t['forward_p95_s']:>8.3f} {t['s_per_window']:>9.3f} {t['windows_per_s']:>10.2f} "
             f"{t['achieved_gflop_per_s']:>8.1f} {t['fraction_of_peak']:>8.1%} "
             f"{_gb(t['peak_memory_bytes']):>9} "
@@ -61,7 +68,7 @@ def _table(r: dict[str, Any]) -> list[str]:
     if r["machine"]["device"] == "cpu" and not r["quick"]:
         for b, s in ref["s_per_window"].items():
             lines.append(
-                f"{'published reference code':<28} {b:>5} {'':>9} {'':>8} {s:>9.3f} "
+                f"{'published reference code':<{w}} {b:>5} {'':>9} {'':>8} {s:>9.3f} "
                 f"{1 / s:>10.2f} {r['model']['gflop_per_window'] / s:>8.1f} {'':>8} "
                 f"{_gb(ref['peak_rss_bytes']):>9} {'':>7}"
             )
@@ -77,6 +84,42 @@ def _table(r: dict[str, Any]) -> list[str]:
             "timings; with every core in use by the model that can slow it several-fold. "
             "Rerun on an idle machine for figures to compare."
         )
+    return lines
+
+
+def _precisions(r: dict[str, Any]) -> list[str]:
+    p = r.get("precisions") or {}
+    rows = p.get("rows") or []
+    if not rows:
+        return []
+    w = max([16, *(len(row["precision"]) for row in rows)])
+    cols = (
+        f"{'precision':<{w}} {'batch':>5} {'s/window':>9} {'windows/s':>10} "
+        f"{'max |prob diff| vs fp32':>24} {'half fallbacks':>15}"
+    )
+    lines = [cols, "-" * len(cols)]
+    for row in sorted(rows, key=lambda row: row["batch"]):
+        if row["s_per_window"] is None:
+            lines.append(f"{row['precision']:<{w}} {row['batch']:>5}  {row['note']}")
+            continue
+        fallbacks = row["half_fallbacks"]
+        lines.append(
+            f"{row['precision']:<{w}} {row['batch']:>5} {row['s_per_window']:>9.4f} "
+            f"{row['windows_per_s']:>10.2f} {row['max_abs_prob_diff_vs_fp32']:>24.2e} "
+            f"{'-' if fallbacks is None else fallbacks:>15}"
+            + (f"  ({row['note']})" if row["note"] else "")
+        )
+    probe = p.get("bf16_probe")
+    if probe:
+        rates = probe["gflop_per_s"]
+        lines.append(
+            f"  bf16 probe ({probe['shape']} GEMM): bf16 {rates['bfloat16']:.1f}, fp32 "
+            f"{rates['float32']:.1f} GFLOP/s"
+        )
+    lines.append(
+        "  prob diff: against the fp32 row of the same batch, same weights and inputs; "
+        "half fallbacks: windows the half guard recomputed in fp32"
+    )
     return lines
 
 
@@ -112,6 +155,13 @@ def _extras(r: dict[str, Any]) -> list[str]:
                 f"max |prob diff| {row['max_abs_prob_diff_vs_torch']:.2e}"
             )
     if r["gpu"]:
+        cap = r["gpu"]["cuda_graph_capture"]
+        if cap:
+            lines.append(
+                f"CUDA graphs: buckets {cap['buckets']} captured in {cap['capture_s']:.1f} s; "
+                f"pool reserved {_gb(cap['pool_reserved_bytes'])}, peak allocated "
+                f"{_gb(cap['peak_memory_bytes'])}"
+            )
         for g in r["gpu"]["cuda_graphs"]:
             lines.append(
                 f"CUDA graph vs eager fp16, batch {g['batch']}: max |logit diff| "
@@ -134,4 +184,8 @@ def _fixture_line(what: str, f: dict[str, Any] | None) -> list[str]:
 
 def format_report(r: dict[str, Any]) -> str:
     """The human-readable form of a :func:`streamser.perf.bench.run_bench` report."""
-    return "\n".join([*_header(r), "", *_table(r), "", *_extras(r)]).rstrip()
+    precisions = _precisions(r)
+    sections = [*_header(r), "", *_table(r), ""]
+    if precisions:
+        sections += [*precisions, ""]
+    return "\n".join([*sections, *_extras(r)]).rstrip()

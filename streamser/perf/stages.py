@@ -7,6 +7,7 @@ import gc
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from streamser.model.loading import load_network
 from streamser.model.runtime import EmotionModel, quantize_int8
 from streamser.perf.meters import peak_memory_bytes, reset_peak_memory
 from streamser.perf.options import BenchOptions
+from streamser.perf.precisions import PrecisionRow, PrecisionSet
 from streamser.perf.timing import (
     SEED,
     Forward,
@@ -29,6 +31,7 @@ from streamser.perf.timing import (
     max_abs,
     plain_forward,
     prob_diff,
+    relabel,
     time_paths,
 )
 
@@ -95,44 +98,60 @@ def first_estimate(
     }
 
 
+@dataclass
+class MainStage:
+    """What the optimised path, the precision rows and the baseline measured together."""
+
+    timings: list[Timing] = field(default_factory=list)
+    optimised: dict[int, np.ndarray] = field(default_factory=dict)
+    """The optimised path's logits per batch size."""
+    fp32: dict[int, np.ndarray] = field(default_factory=dict)
+    """The fp32 row's logits per batch size: what every precision is compared with."""
+    comparison: list[dict[str, Any]] = field(default_factory=list)
+    precision_rows: list[PrecisionRow] = field(default_factory=list)
+
+
 def optimised_and_baseline(
     em: EmotionModel,
     opts: BenchOptions,
     sizes: Sequence[int],
     rig: Rig,
     say: Callable[[str], None],
-) -> tuple[list[Timing], dict[int, np.ndarray], list[dict[str, Any]]]:
-    """The runtime's path at every batch size, alternating with the eager fp32 baseline."""
-    device = rig.device
-    fast_name, base_name = f"optimised {em.describe()}", "eager fp32 baseline"
-    baseline_sizes = opts.resolved_baseline_batch_sizes(device)
-    base_net = None
-    if baseline_sizes:
-        # A GPU runs fp16: the fp32 baseline needs its own copy of the same weights.
-        base_net = em.network if device.type == "cpu" else build_network(opts, em.network.config)[0]
-        base_net = base_net.to(device)
-    timings: list[Timing] = []
-    optimised: dict[int, np.ndarray] = {}
-    comparison: list[dict[str, Any]] = []
+    precisions: PrecisionSet,
+) -> MainStage:
+    """The runtime's path at every batch size, alternating run by run with the other
+    precisions (:mod:`streamser.perf.precisions`) and the eager fp32 baseline, all on the
+    same network and inputs. Labels are set after each timing, from what ran."""
+    fast, base = "optimised", "eager fp32 baseline"
+    baseline_sizes = opts.resolved_baseline_batch_sizes(rig.device)
+    out = MainStage()
     for b in sizes:
-        paths: dict[str, Callable[[np.ndarray], np.ndarray]] = {fast_name: em.logits}
-        if base_net is not None and b in baseline_sizes:
-            paths[base_name] = plain_forward(base_net, device)
-        say(f"{' and '.join(paths)}: batch {b} x {rig.repeats}")
-        measured = time_paths(paths, b, rig)
-        timings.extend(t for t, _ in measured.values())
-        fast, optimised[b] = measured[fast_name]
-        if base_name in measured:
-            base, logits = measured[base_name]
-            comparison.append(
+        paths: dict[str, Forward] = {fast: em.logits, **precisions.paths()}
+        if b in baseline_sizes:
+            paths[base] = plain_forward(em.network)
+        say(f"{', '.join(paths)}: batch {b} x {rig.repeats}")
+        precisions.start_batch()
+        before = em.half_fallbacks
+        measured = time_paths(paths, b, rig, fp32=precisions.fp32_keys(fast) | {base})
+        rows, labels, out.fp32[b] = precisions.rows(measured, fast)
+        out.precision_rows.extend(rows)
+        labels[fast] = f"optimised {em.describe()}" + (
+            " + fp32 fallback" if em.half_fallbacks > before else ""
+        )
+        out.timings.extend(relabel(t, labels.get(k, k)) for k, (t, _) in measured.items())
+        out.optimised[b] = measured[fast][1]
+        if base in measured:
+            base_timing, logits = measured[base]
+            out.comparison.append(
                 {
                     "batch": b,
-                    "speedup": base.s_per_window / fast.s_per_window,
-                    "max_abs_logit_diff": max_abs(optimised[b], logits),
-                    "max_abs_prob_diff": prob_diff(optimised[b], logits),
+                    "speedup": base_timing.s_per_window / measured[fast][0].s_per_window,
+                    "max_abs_logit_diff": max_abs(out.optimised[b], logits),
+                    "max_abs_prob_diff": prob_diff(out.optimised[b], logits),
                 }
             )
-    return timings, optimised, comparison
+    em.apply_precision()  # the shared network's flags back to the optimised path's
+    return out
 
 
 def int8_stage(
@@ -142,17 +161,18 @@ def int8_stage(
     rig: Rig,
     fp32_logits: dict[int, np.ndarray],
     say: Callable[[str], None],
-) -> tuple[list[Timing], dict[str, Any]]:
+) -> tuple[list[Timing], dict[str, Any], list[PrecisionRow]]:
     """Quantises ``network`` in place (as ``load_model`` does) and times it."""
     say("int8 dynamic quantisation")
     quantized = EmotionModel(quantize_int8(network, inplace=True), info, rig.device)
     quantized.threads = None
     gc.collect()
-    timings, rows = [], []
+    timings, rows, precision_rows = [], [], []
     for b in sizes:
         say(f"int8: batch {b} x {rig.repeats}")
         timing, logits = time_paths({"int8 dynamic": quantized.logits}, b, rig)["int8 dynamic"]
         timings.append(timing)
+        precision_rows.append(PrecisionRow.timed("int8", timing, logits, fp32_logits[b], None))
         rows.append(
             {
                 "batch": b,
@@ -160,7 +180,8 @@ def int8_stage(
                 "max_abs_logit_diff_vs_fp32": max_abs(logits, fp32_logits[b]),
             }
         )
-    return timings, {"random_model": rows, "fixture": fixture_deviation("cpu", "int8")}
+    report = {"random_model": rows, "fixture": fixture_deviation("cpu", "int8")}
+    return timings, report, precision_rows
 
 
 def onnxruntime_stage(
@@ -170,7 +191,7 @@ def onnxruntime_stage(
     rig: Rig,
     fp32_logits: dict[int, np.ndarray],
     say: Callable[[str], None],
-) -> tuple[list[Timing], dict[str, Any]]:
+) -> tuple[list[Timing], dict[str, Any], list[PrecisionRow]]:
     """The onnxruntime backend on the same weights: export (as a user's first start does,
     without a cache for random weights), session, then timings at every batch size,
     alternating run by run with the torch path where the eager baseline runs too."""
@@ -189,15 +210,16 @@ def onnxruntime_stage(
     gc.collect()
     name, torch_name = "onnxruntime fp32", f"optimised {em.describe()}"
     alternate = set(opts.resolved_baseline_batch_sizes(rig.device) or sizes[:1])
-    timings, rows = [], []
+    timings, rows, precision_rows = [], [], []
     for b in sizes:
         paths: dict[str, Forward] = {name: onnx}
         if b in alternate:
             paths[torch_name] = em.logits
         say(f"{' and '.join(paths)}: batch {b} x {rig.repeats}")
-        measured = time_paths(paths, b, rig)
+        measured = time_paths(paths, b, rig, fp32=paths)
         timing, logits = measured[name]
         timings.append(timing)
+        precision_rows.append(PrecisionRow.timed(name, timing, logits, fp32_logits[b], None))
         row: dict[str, Any] = {
             "batch": b,
             "max_abs_logit_diff_vs_torch": max_abs(logits, fp32_logits[b]),
@@ -216,4 +238,4 @@ def onnxruntime_stage(
         "session_s": session_s,
         "rows": rows,
     }
-    return timings, report
+    return timings, report, precision_rows

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from streamser.constants import WINDOW_SAMPLES
 from streamser.model.affect import softmax
+from streamser.model.devices import strict_fp32
 from streamser.model.exhubert import ExHubert
 from streamser.perf.meters import LoadMeter, peak_memory_bytes, reset_peak_memory
 
@@ -56,16 +57,21 @@ class Rig:
     device: torch.device
     flops_per_window: float
     peak_gflops: float
+    """The device's peak for the paths it runs fastest (fp16 on a GPU; fp32 on a CPU)."""
+    fp32_peak_gflops: float | None = None
+    """The fp32 peak (TF32 off on a GPU), for paths timed as fp32; None: ``peak_gflops``."""
 
 
 def time_paths(
-    paths: dict[str, Forward], batch: int, rig: Rig
+    paths: dict[str, Forward], batch: int, rig: Rig, fp32: Collection[str] = ()
 ) -> dict[str, tuple[Timing, np.ndarray]]:
     """Time several paths on the same inputs, alternating them run by run.
 
     Alternating means a burst of load from another process slows every path alike, so their
-    ratio stays fair. Each path's peak memory comes from its warm-up run, on its own.
-    Returns, per path, the timing and the logits of its last run.
+    ratio stays fair. Each path's peak memory comes from its warm-up run, on its own. The
+    paths named in ``fp32`` are measured against the fp32 peak. Returns, per path, the timing
+    (labelled with its key: a caller that learns what really ran only afterwards relabels it
+    with :func:`relabel`) and the logits of its last run.
     """
     x = make_inputs(batch)
     peaks: dict[str, int] = {}
@@ -89,6 +95,7 @@ def time_paths(
     for name, ts in times.items():
         median = float(np.median(ts))
         achieved = rig.flops_per_window * batch / median / 1e9
+        peak = rig.fp32_peak_gflops if name in fp32 and rig.fp32_peak_gflops else rig.peak_gflops
         busy = others[name]
         timing = Timing(
             path=name,
@@ -99,7 +106,7 @@ def time_paths(
             s_per_window=median / batch,
             windows_per_s=batch / median,
             achieved_gflop_per_s=achieved,
-            fraction_of_peak=achieved / rig.peak_gflops,
+            fraction_of_peak=achieved / peak,
             peak_memory_bytes=peaks[name],
             other_load_cores=None
             if busy is None or sum(ts) < MIN_LOAD_WINDOW_S
@@ -110,17 +117,24 @@ def time_paths(
     return result
 
 
-def plain_forward(network: ExHubert, device: torch.device) -> Forward:
+def relabel(timing: Timing, path: str) -> Timing:
+    """The same timing under the label of what actually ran."""
+    return replace(timing, path=path)
+
+
+def plain_forward(network: ExHubert) -> Forward:
     """The baseline: the network run with the plain reference math in fp32.
 
-    It may be the optimised path's own network (on a CPU, to share its weights): the plain
-    math is switched on for the call only, which copies nothing.
+    It may be the optimised path's own network (to share its weights): the plain math and
+    fp32 throughout are switched on for the call only, which copies nothing. On a GPU, TF32 is
+    off meanwhile (:func:`strict_fp32`), so the baseline is fp32 to the last bit.
     """
 
     def forward(x: np.ndarray) -> np.ndarray:
         network.set_fast_paths(False)
         try:
-            with torch.inference_mode():
+            with strict_fp32(), network.fp32(), torch.inference_mode():
+                device = next(network.parameters()).device  # where the model is now
                 out = network(torch.from_numpy(x).to(device))
         finally:
             network.set_fast_paths(True)
