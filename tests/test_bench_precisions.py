@@ -136,7 +136,7 @@ def test_graph_pool_bytes_come_from_the_backend() -> None:
     backend = FakeBackend()
     graphed = GraphedForward(backend, lambda: 0, lambda x: x[:, :6], buckets=(1, 2))
     assert graphed.pool_bytes is None
-    backend.reserved_bytes = 3 << 20  # type: ignore[attr-defined]
+    backend.reserved_bytes = 3 << 20
     graphed(windows(1.0))
     assert graphed.pool_bytes == 3 << 20
 

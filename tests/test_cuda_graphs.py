@@ -31,6 +31,7 @@ class FakeBackend:
         self.captured: list[int] = []
         self.releases = 0
         self.scale = 1.0
+        self.reserved_bytes: int | None = None
 
     def staging(self, rows: int) -> np.ndarray:
         self.staged = np.full((rows, WINDOW_SAMPLES), np.nan, dtype=np.float32)  # dirty memory

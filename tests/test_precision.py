@@ -7,7 +7,9 @@ Both half dtypes run on any CPU (fp16 slowly), so both are checked here without 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,7 +155,10 @@ def test_fp16_half_stays_close_on_a_mid_size_random_model() -> None:
 
 
 def test_guard_recomputes_only_the_bad_rows_from_the_fp32_master(
-    inputs: np.ndarray, fp32_logits: np.ndarray, caplog: pytest.LogCaptureFixture
+    inputs: np.ndarray,
+    fp32_logits: np.ndarray,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model = load_model(str(FIXTURE), compute="cpu", precision="half-bf16")
     clean = model.logits(inputs)
@@ -164,7 +169,7 @@ def test_guard_recomputes_only_the_bad_rows_from_the_fp32_master(
         out[1] = torch.inf
         return out
 
-    model._half_pass = one_bad_row  # type: ignore[method-assign]
+    monkeypatch.setattr(model, "_half_pass", one_bad_row)
     with caplog.at_level(logging.WARNING, logger="streamser"):
         first = model.logits(inputs)
         second = model.logits(inputs)
@@ -173,7 +178,7 @@ def test_guard_recomputes_only_the_bad_rows_from_the_fp32_master(
     np.testing.assert_array_equal(second, first)
     assert model.half_fallbacks == 2
     assert sum("recomputed them in fp32" in r.getMessage() for r in caplog.records) == 1
-    model._half_pass = real_half_pass  # type: ignore[method-assign]
+    monkeypatch.undo()
     np.testing.assert_array_equal(model.logits(inputs), clean)  # half again, not fp32 for good
     assert model.precision == "half-bf16" and model.half_fallbacks == 2
     assert no_inference_tensors(model)
@@ -211,15 +216,15 @@ def test_parameters_never_become_inference_tensors_even_when_optimised_in_infere
 # ----------------------------------------------------------------------------- the choice
 
 
-def caps(**kw: object) -> CpuCaps:
-    base: dict[str, object] = {
-        "model_name": "test CPU",
-        "capability": "AVX2",
-        "amx": False,
-        "avx512_bf16": False,
-        "flags": ("avx2", "fma"),
-    }
-    return CpuCaps(**{**base, **kw})  # type: ignore[arg-type]
+def caps(**kw: Any) -> CpuCaps:
+    base = CpuCaps(
+        model_name="test CPU",
+        capability="AVX2",
+        amx=False,
+        avx512_bf16=False,
+        flags=("avx2", "fma"),
+    )
+    return replace(base, **kw)
 
 
 @pytest.mark.parametrize(

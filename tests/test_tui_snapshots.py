@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 from textual.pilot import Pilot
 from tui_fakes import BASE_STATUS, ScriptedController, scripted_estimates
@@ -23,8 +24,8 @@ N_ESTIMATES = 150
 """75 s of estimates at a 0.5 s hop: more than the default one-minute range."""
 
 
-def scripted_app(**status_changes: object) -> tuple[DashboardApp, ScriptedController]:
-    controller = ScriptedController(status=replace(BASE_STATUS, **status_changes))  # type: ignore[arg-type]
+def scripted_app(**status_changes: Any) -> tuple[DashboardApp, ScriptedController]:
+    controller = ScriptedController(status=replace(BASE_STATUS, **status_changes))
     return make_app(controller), controller
 
 
