@@ -175,7 +175,7 @@ class StatusSnapshot:
     compute_device: str
     """Where the model runs, e.g. ``"cpu"`` or ``"cuda:0"``."""
     dtype: str
-    """Compute dtype, e.g. ``"float32"``."""
+    """The precision path the model runs, e.g. ``"fp32"``, ``"half-bf16"`` or ``"int8"``."""
     hop_s: float
     """Current hop between analysed windows, in seconds (it adapts when compute falls behind)."""
     rtf: float | None
