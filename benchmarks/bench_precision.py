@@ -29,22 +29,10 @@ from streamser.model.demo import random_network
 from streamser.model.exhubert import ExHubertConfig
 from streamser.model.numerics import synthetic_windows
 from streamser.model.precision import choose_precision, cpu_caps
+from streamser.perf.machine import cpu_gemm_gflops
 from streamser.perf.meters import LoadMeter
 
 GEMM_SHAPES = ((149, 1024, 4096), (2048, 2048, 2048))
-
-
-def gemm_gflops(m: int, k: int, n: int, dtype: torch.dtype, reps: int = 10) -> float:
-    """Best of ``reps`` after 3 warm-ups, as the bench measures its peak."""
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * m * k * n / best / 1e9
 
 
 def gemms(rounds: int, fp16: bool) -> dict[str, float]:
@@ -53,9 +41,9 @@ def gemms(rounds: int, fp16: bool) -> dict[str, float]:
         for shape in GEMM_SHAPES:
             for dtype in (torch.float32, torch.bfloat16):
                 key = f"{'x'.join(map(str, shape))} {str(dtype).removeprefix('torch.')}"
-                best[key] = max(best.get(key, 0.0), gemm_gflops(*shape, dtype))
+                best[key] = max(best.get(key, 0.0), cpu_gemm_gflops(*shape, dtype))
     if fp16:  # no fp16 GEMM units on x86 CPUs: one small shape, few repeats, or it takes minutes
-        best["149x1024x4096 float16"] = gemm_gflops(*GEMM_SHAPES[0], torch.float16, reps=2)
+        best["149x1024x4096 float16"] = cpu_gemm_gflops(*GEMM_SHAPES[0], torch.float16, trials=2)
     return best
 
 

@@ -170,15 +170,31 @@ def _operands(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.T
 
 
 def _cpu_peak(n: int) -> float:
-    a, b = _operands(n, torch.device("cpu"), torch.float32)
-    for _ in range(PEAK_WARMUPS):
+    return cpu_gemm_gflops(n, n, n, torch.float32)
+
+
+def cpu_gemm_gflops(
+    m: int,
+    k: int,
+    n: int,
+    dtype: torch.dtype,
+    *,
+    warmups: int = PEAK_WARMUPS,
+    trials: int = PEAK_TRIALS,
+) -> float:
+    """The best rate of an (m x k) @ (k x n) matmul on the CPU over ``trials`` after
+    ``warmups``, on seeded operands: the one way every CPU GEMM rate here is measured."""
+    gen = torch.Generator().manual_seed(SEED)
+    a = torch.randn(m, k, generator=gen).to(dtype)
+    b = torch.randn(k, n, generator=gen).to(dtype)
+    for _ in range(warmups):
         torch.mm(a, b)
     best = float("inf")
-    for _ in range(PEAK_TRIALS):
+    for _ in range(trials):
         t0 = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return 2 * m * k * n / best / 1e9
 
 
 def cuda_peak_gflops(device: torch.device, n: int, dtype: torch.dtype) -> float:

@@ -21,7 +21,6 @@ the fp32 peak.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch
 from streamser.model.devices import strict_fp32
 from streamser.model.precision import resolve_precision
 from streamser.model.runtime import EmotionModel
+from streamser.perf.machine import cpu_gemm_gflops
 from streamser.perf.timing import Forward, Timing, prob_diff
 
 TORCH_PRECISIONS = ("fp32", "half", "half-fp16", "half-bf16")
@@ -78,16 +78,8 @@ def bf16_probe(reps: int = 5) -> dict[str, Any]:
     m, k, n = BF16_PROBE_SHAPE
     rates = {}
     for dtype in (torch.float32, torch.bfloat16):
-        gen = torch.Generator().manual_seed(0)
-        a = torch.randn(m, k, generator=gen).to(dtype)
-        b = torch.randn(k, n, generator=gen).to(dtype)
-        a @ b
-        best = float("inf")
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - t0)
-        rates[str(dtype).removeprefix("torch.")] = 2 * m * k * n / best / 1e9
+        gflops = cpu_gemm_gflops(m, k, n, dtype, warmups=1, trials=reps)
+        rates[str(dtype).removeprefix("torch.")] = gflops
     return {
         "shape": "x".join(map(str, BF16_PROBE_SHAPE)),
         "gflop_per_s": rates,

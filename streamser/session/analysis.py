@@ -39,6 +39,7 @@ from streamser.engine.executed_model import ExecutedModel
 from streamser.engine.executor import Executor, ExecutorConfig
 from streamser.engine.offline import analyze_audio
 from streamser.errors import StreamserError
+from streamser.session.files import write_json_atomic
 from streamser.session.inputs import discover, done_names, readable, resolved
 from streamser.session.provenance import (
     InputsStatus,
@@ -60,7 +61,6 @@ from streamser.session.results import (
     read_rows,
     summary_row,
     write_final,
-    write_private_json,
 )
 
 
@@ -167,7 +167,7 @@ def analyze_files(
         executor.stop(drain=False)
         if not finished and has_rows(prog):  # interrupted: say what the rows so far are
             with contextlib.suppress(OSError):
-                write_private_json(meta_path, provenance())
+                write_json_atomic(meta_path, provenance())
     if len(failures) == len(files):  # a file broke mid-way, and it was the only one
         if prog.exists() and prog.stat().st_size == 0 and not had_progress:
             prog.unlink()
@@ -175,7 +175,7 @@ def analyze_files(
     meta = provenance()
     if out.suffix != ".jsonl":
         write_final(out, earlier + read_rows(prog), meta)
-    write_private_json(meta_path, meta)
+    write_json_atomic(meta_path, meta)
     if out.suffix != ".jsonl":
         prog.unlink()
     return AnalysisResult(

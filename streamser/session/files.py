@@ -53,11 +53,17 @@ def json_line(record: dict[str, Any]) -> str:
 
 
 def write_meta_atomic(session_dir: Path, meta: dict[str, Any]) -> None:
-    """Replace ``meta.json`` so that a reader (or a crash) sees the old or the new file, never
-    a mixture: write a private temporary file, fsync it, then rename it over the old one."""
-    target = session_dir / META_NAME
-    tmp = session_dir / f".{META_NAME}.{secrets.token_hex(4)}.tmp"
-    data = json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n"
+    """Replace ``meta.json`` atomically (see :func:`write_json_atomic`), then fsync the folder
+    so the rename itself survives a crash."""
+    write_json_atomic(session_dir / META_NAME, meta)
+    _fsync_dir(session_dir)
+
+
+def write_json_atomic(target: Path, record: dict[str, Any]) -> None:
+    """Replace ``target`` so that a reader (or a crash) sees the old or the new file, never a
+    mixture: write a private (0600) temporary file, fsync it, then rename it over the old one."""
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    data = json.dumps(record, ensure_ascii=False, indent=2, default=str) + "\n"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -69,7 +75,6 @@ def write_meta_atomic(session_dir: Path, meta: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(session_dir)
 
 
 def _fsync_dir(path: Path) -> None:

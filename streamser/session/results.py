@@ -104,21 +104,6 @@ def open_private(path: Path, flags: int, mode: str, **kw: Any) -> Iterator[Any]:
         yield f
 
 
-def write_private_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` with ``data`` atomically (a private temporary file, fsynced, renamed)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open_private(tmp, os.O_WRONLY | os.O_EXCL, "w") as f:
-            f.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
-
-
 def has_rows(path: Path) -> bool:
     return path.exists() and path.stat().st_size > 0
 
