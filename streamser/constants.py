@@ -61,3 +61,11 @@ single sample of 1e20 overflows it and turns the whole window into the all-zero 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "half", "int8")
 """Numeric precisions of the network (``model/precision.py``); here so the CLI parser loads no
 torch. ``half`` is fp16 on GPUs and bf16 on CPUs, with the residual stream kept in fp32."""
+
+# The name of the one stream of a run that mixes its input to mono; with ``--per-channel`` each
+# channel is its own stream, named ``ch1``, ``ch2``, ... unless ``--stream-names`` says otherwise.
+DEFAULT_STREAM_NAME = "main"
+
+# The most streams one run analyses (``--per-channel``): enough for a 32-channel interface, and a
+# bound on the per-stream state (resampler, speech detector, windows) one process holds.
+MAX_STREAMS = 64

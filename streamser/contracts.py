@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from streamser.constants import DEFAULT_STREAM_NAME
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -28,7 +30,8 @@ class Estimate:
     stream started, divided by 16,000), so they equal the capture time of the audio.
     ``probs`` and the derived values are ``None`` when the window was not run through the model
     (``--skip-non-speech`` on a non-speech window). ``skipped_windows`` and ``dropped_samples``
-    are running totals at the time of this estimate.
+    are running totals at the time of this estimate, for this estimate's stream.
+    Logs written before streams existed have no ``stream`` key and read as the default stream.
     """
 
     seq: int
@@ -47,6 +50,8 @@ class Estimate:
     latency_s: float
     skipped_windows: int
     dropped_samples: int
+    stream: str = DEFAULT_STREAM_NAME
+    """The stream's name: ``main`` for a mono mix, a channel's name with ``--per-channel``."""
 
     def to_json_dict(self) -> dict[str, Any]:
         """A plain dict for JSON: the headless output's and the session log's schema."""
@@ -75,6 +80,7 @@ class Estimate:
             latency_s=float(d.get("latency_s", 0.0)),
             skipped_windows=int(d.get("skipped_windows", 0)),
             dropped_samples=int(d.get("dropped_samples", 0)),
+            stream=str(d.get("stream", DEFAULT_STREAM_NAME)),
         )
 
 
