@@ -190,6 +190,22 @@ def _add_window_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_stream_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("streams (one voice per input channel)")
+    _switch(
+        g, "--per-channel", "per_channel", True,
+        "analyse each input channel as its own stream (one microphone per person)",
+    )  # fmt: skip
+    g.add_argument(
+        "--streams", metavar="1,3", help="with --per-channel: only these channels, counted from 1"
+    )
+    g.add_argument(
+        "--stream-names",
+        metavar="alice,bob",
+        help="with --per-channel: the streams' names, in channel order (default ch1, ch2, ...)",
+    )
+
+
 def _add_listen_args(p: argparse.ArgumentParser) -> None:
     _add_model_args(p)
     _add_speed_args(p)
@@ -206,6 +222,7 @@ def _add_listen_args(p: argparse.ArgumentParser) -> None:
         help="retry a lost input device every few seconds (default: on)",
     )
     _add_window_args(p)
+    _add_stream_args(p)
     o = p.add_argument_group("output")
     _add_headless(o)
     _add_log_dir(o, "where sessions are written")
@@ -327,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(analyze)
     _add_speed_args(analyze)
     _add_window_args(analyze)
+    _add_stream_args(analyze)
     analyze.set_defaults(handler=_analyze)
     return parser
 

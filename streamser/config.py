@@ -21,10 +21,12 @@ from streamser.constants import (
     COMPUTE_CHOICES,
     DEFAULT_MODEL_ID,
     MAX_HOP_S,
+    MAX_STREAMS,
     MIN_HOP_S,
     PRECISIONS,
     WINDOW_S,
 )
+from streamser.contracts import MAIN_STREAM, StreamSpec
 from streamser.errors import StreamserError
 
 
@@ -151,6 +153,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("windows", "vad_threshold", "vad_threshold", "--vad-threshold",    "vad_threshold", float,
        0.0, 1.0),
     _S("windows", "skip_non_speech", "skip_non_speech", "--skip-non-speech", kind=bool),
+    _S("streams", "per_channel", "per_channel",  "--per-channel",      "per_channel", bool),
+    _S("streams", "channels",    "streams",         "--streams",          "streams"),
+    _S("streams", "names",       "stream_names",    "--stream-names",     "stream_names"),
     _S("logging", "log",         "log",             "--no-log",           "log", bool),
     _S("logging", "log_dir",     "log_dir",         "--log-dir",          "log_dir", path=True),
     _S("logging", "record",      "record",          "--record",           "record", bool),
@@ -251,6 +256,82 @@ class WindowConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """Which streams a run analyses: one mono mix (the default), or one per input channel."""
+
+    per_channel: bool = False
+    """Each input channel (or each of ``channels``) is its own stream."""
+    channels: str | None = None
+    """The channels to analyse, counted from 1 and comma-separated (``"1,3"``); None: all."""
+    names: str | None = None
+    """The streams' names, comma-separated (``"alice,bob"``); None: ``ch1``, ``ch2``, ..."""
+
+    def validate(self) -> StreamConfig:
+        check_fields(self, "streams")
+        if not self.per_channel and (self.channels is not None or self.names is not None):
+            flag = "--streams" if self.channels is not None else "--stream-names"
+            raise ConfigError(f"{flag} needs --per-channel (one stream per input channel)")
+        chosen = _channel_list(self.channels) if self.channels is not None else None
+        names = _name_list(self.names) if self.names is not None else None
+        if chosen is not None and names is not None and len(names) != len(chosen):
+            raise ConfigError(
+                f"--stream-names gives {len(names)} name(s) for {len(chosen)} stream(s) in "
+                f"--streams: give one name per stream"
+            )
+        return self
+
+    def resolve(self, n_channels: int) -> tuple[StreamSpec, ...]:
+        """The streams for an input of ``n_channels`` channels, or a one-line ConfigError."""
+        if not self.per_channel:
+            return (MAIN_STREAM,)
+        chosen = _channel_list(self.channels) if self.channels else range(1, n_channels + 1)
+        missing = [c for c in chosen if c > n_channels]
+        if missing:
+            raise ConfigError(
+                f"--streams {self.channels}: the input has {n_channels} channel(s); "
+                f"choose channels 1 to {n_channels}"
+            )
+        if len(chosen) > MAX_STREAMS:
+            raise ConfigError(
+                f"{len(chosen)} streams is more than {MAX_STREAMS}: choose some with --streams"
+            )
+        names = _name_list(self.names) if self.names else [f"ch{c}" for c in chosen]
+        if len(names) != len(chosen):
+            raise ConfigError(
+                f"--stream-names gives {len(names)} name(s) for the input's {len(chosen)} "
+                f"channel(s): give one name per channel, or choose channels with --streams"
+            )
+        return tuple(StreamSpec(name, c - 1) for name, c in zip(names, chosen))
+
+
+def _channel_list(text: str) -> list[int]:
+    """``"1,3"`` as ``[1, 3]``: distinct channels counted from 1."""
+    try:
+        chosen = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f'--streams "{text}": give channel numbers counted from 1, like 1,3'
+        ) from None
+    if any(c < 1 for c in chosen) or len(set(chosen)) != len(chosen):
+        raise ConfigError(f'--streams "{text}": give distinct channel numbers counted from 1')
+    return chosen
+
+
+def _name_list(text: str) -> list[str]:
+    """``"alice,bob"`` as names that are safe in file names, JSON, LSL and OSC addresses."""
+    names = [part.strip() for part in text.split(",")]
+    for name in names:
+        if not name or len(name) > 32 or not all(c.isalnum() or c in "-_." for c in name):
+            raise ConfigError(
+                f'--stream-names "{text}": each name is 1 to 32 letters, digits, "-", "_" '
+                f'or "." (no spaces), separated by commas'
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f'--stream-names "{text}": the names must differ')
+    return names
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """What a run leaves on disk."""
 
@@ -273,13 +354,14 @@ class ListenConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     logging: LogConfig = field(default_factory=LogConfig)
+    streams: StreamConfig = field(default_factory=StreamConfig)
     headless: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def validate(self) -> ListenConfig:
-        for section in (self.model, self.audio, self.windows, self.logging):
+        for section in (self.model, self.audio, self.windows, self.logging, self.streams):
             section.validate()
         check_fields(self, None)
         return self
@@ -295,6 +377,7 @@ class AnalyzeConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
+    streams: StreamConfig = field(default_factory=StreamConfig)
     batch: int = 8
     """Windows per model call."""
     output: str = "analysis.jsonl"
@@ -306,6 +389,7 @@ class AnalyzeConfig:
     def validate(self) -> AnalyzeConfig:
         self.model.validate()
         self.windows.validate()
+        self.streams.validate()
         check_fields(self, None)
         if not self.output.endswith(OUTPUT_FORMATS):
             raise ConfigError(f"-o {self.output}: use a name ending in {', '.join(OUTPUT_FORMATS)}")
@@ -317,5 +401,6 @@ SECTIONS: dict[str, type] = {
     "audio": AudioConfig,
     "windows": WindowConfig,
     "logging": LogConfig,
+    "streams": StreamConfig,
 }
 """The per-stage dataclasses, by the field name a command's config gives them."""

@@ -89,6 +89,28 @@ def _opt_float(x: Any) -> float | None:
 
 
 @dataclass(frozen=True)
+class StreamSpec:
+    """One analysed stream of a run: its name and the input channel it reads."""
+
+    name: str
+    channel: int | None
+    """The 0-based input channel; None for the mono mix of every channel."""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """As meta.json lists it: the channel counted from 1, as users name it."""
+        return {"name": self.name, "channel": None if self.channel is None else self.channel + 1}
+
+    @classmethod
+    def from_json_dict(cls, d: dict[str, Any]) -> StreamSpec:
+        channel = d.get("channel")
+        return cls(name=str(d["name"]), channel=None if channel is None else int(channel) - 1)
+
+
+MAIN_STREAM = StreamSpec(DEFAULT_STREAM_NAME, None)
+"""The one stream of a run without ``--per-channel``: every channel mixed to mono."""
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """Where the weights came from and what is known about them (shown by ``model info``)."""
 
