@@ -186,6 +186,21 @@ class AnalysisModel(Protocol):
 
 
 @dataclass(frozen=True)
+class StreamStatus:
+    """One stream's part of the status: what the dashboard shows for the selected stream."""
+
+    name: str
+    level_dbfs: float | None
+    """Input level of this stream's channel (or the mix) in the latest block, in dBFS."""
+    clipping: bool
+    silence_warning: str | None
+    """Set while this stream's input has been digitally silent long enough to suspect a muted
+    or unplugged microphone."""
+    estimates: int
+    skipped_windows: int
+
+
+@dataclass(frozen=True)
 class StatusSnapshot:
     """Everything the status area shows, copied at one instant.
 
@@ -235,6 +250,9 @@ class StatusSnapshot:
     """A file or replay reached its end; no more estimates will come."""
     recorder_dropped_frames: int = 0
     """Capture frames the audio recorder lost (the ring overwrote them first), running total."""
+    streams: tuple[StreamStatus, ...] = ()
+    """Each analysed stream, in the run's order (one, ``main``, without ``--per-channel``);
+    empty where the controller does not know them (then the estimates' names are the streams)."""
 
 
 @runtime_checkable
