@@ -14,6 +14,7 @@ a drop never shifts the clock.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -30,12 +31,15 @@ from streamser.audio.vad import SpeechDetector, is_speech
 from streamser.audio.windows import Window, Windower
 from streamser.config import WindowConfig
 from streamser.constants import MAX_SAMPLE_ABS, NUM_CLASSES, SAMPLE_RATE_HZ
-from streamser.contracts import AnalysisModel, Estimate
+from streamser.contracts import MAIN_STREAM, AnalysisModel, Estimate, StreamSpec
 from streamser.model.affect import AffectSmoother, arousal_of, valence_of
 from streamser.model.preprocess import preprocess
 from streamser.model.runtime import Prediction
 
 log = logging.getLogger("streamser")
+
+_NO_INPUTS = np.zeros((0, 0), dtype=np.float32)
+_NO_LOGITS = np.zeros((0, NUM_CLASSES), dtype=np.float32)
 
 
 @dataclass
@@ -57,10 +61,30 @@ class LevelMeter:
         self.clipped_blocks += int(self.clipping)
 
 
+@dataclass(frozen=True)
+class PreparedWindows:
+    """One stream's due windows, ready for the model: the first half of
+    :meth:`StreamAnalyzer.estimate`, so that a driver can run the windows of every stream
+    through the model in one batch and hand each stream its rows back."""
+
+    windows: Sequence[Window]
+    fractions: Sequence[float | None]
+    speech: Sequence[bool]
+    run: Sequence[bool]
+    """Whether each window goes through the model (not a skipped non-speech window)."""
+    inputs: np.ndarray
+    """``(n_run, 48000)`` preprocessed model inputs, one per window that runs."""
+    latency_from_s: Sequence[float]
+    """The ``time.monotonic()`` each window's latency counts from."""
+
+
 class StreamAnalyzer:
     """Feed capture blocks with :meth:`push_capture`; take due windows; turn them into estimates.
 
-    ``in_rate_hz`` and ``channels`` describe the capture stream (the source's native format).
+    ``in_rate_hz`` describes the capture stream (the source's native rate). ``stream`` says
+    which of its channels this analyzer follows: the mono mix (the default) or one channel,
+    so several analyzers over one capture ring each follow their own voice, each with its own
+    resampler, speech detector, windows, smoothing and counters on the same stream clock.
     """
 
     def __init__(
@@ -70,9 +94,12 @@ class StreamAnalyzer:
         in_rate_hz: int,
         vad: SpeechDetector | None = None,
         watch_silence: bool = True,
+        *,
+        stream: StreamSpec = MAIN_STREAM,
     ) -> None:
         self.model = model
         self.cfg = cfg
+        self.stream = stream
         self.in_rate_hz = in_rate_hz
         self.resampler = StreamingResampler(in_rate_hz, SAMPLE_RATE_HZ)
         self.windower = Windower(cfg.hop_s, cfg.first_s, cfg.window_s, SAMPLE_RATE_HZ)
@@ -96,7 +123,9 @@ class StreamAnalyzer:
         self.huge_samples = 0
         """Finite frames beyond ``MAX_SAMPLE_ABS`` (corrupt float data), within the above."""
         self._unusable_warned = False
-        self.seq = 0
+        self._seq = itertools.count()
+        self.estimates = 0
+        """Estimates this stream produced."""
         self._finished = False
 
     @property
@@ -125,7 +154,7 @@ class StreamAnalyzer:
         elif first_frame < self.frames_in:
             block = block[self.frames_in - first_frame :]
         with np.errstate(over="ignore", invalid="ignore"):  # huge channels mix to inf: counted
-            mono = mix_to_mono(block)
+            mono = self._select(block)
         mono = self._zero_unusable(mono)
         self.level.push(mono)
         if self.silence is not None:
@@ -133,6 +162,13 @@ class StreamAnalyzer:
             fired = self.silence.push(mono)
             self.silence_warning = self.silence.message if fired or self.silence.silent else None
         self._push_mono(mono)
+
+    def _select(self, block: np.ndarray) -> np.ndarray:
+        """This stream's samples of a capture block: its channel, or the mix of all."""
+        channel = self.stream.channel
+        if channel is None or block.ndim == 1:
+            return mix_to_mono(block)
+        return block[:, channel].astype(np.float32, copy=False)
 
     def _zero_unusable(self, mono: np.ndarray) -> np.ndarray:
         """Replace NaN, infinite and huge (beyond ``MAX_SAMPLE_ABS``) samples by 0; count them,
@@ -202,24 +238,47 @@ class StreamAnalyzer:
         """
         if not windows:
             return []
+        prepared = self.prepare(windows, capture_wall_s)
+        t0 = time.perf_counter()
+        logits = self.model.logits(prepared.inputs) if len(prepared.inputs) else _NO_LOGITS
+        return self.complete(prepared, logits, time.perf_counter() - t0)
+
+    def prepare(
+        self,
+        windows: Sequence[Window],
+        capture_wall_s: Sequence[float | None] | None = None,
+    ) -> PreparedWindows:
+        """Gate and preprocess ``windows``: the model's inputs, with what their estimates need."""
         t_due = time.monotonic()
         fractions = [self.speech_fraction(w) for w in windows]
         speech = [f is None or is_speech(f, self.cfg.vad_threshold) for f in fractions]
         run = [s or not self.cfg.skip_non_speech for s in speech]
         inputs = [preprocess(w.samples) for w, r in zip(windows, run) if r]
-        t0 = time.perf_counter()
-        logits = self.model.logits(np.stack(inputs)) if inputs else np.zeros((0, NUM_CLASSES))
-        compute_s = (time.perf_counter() - t0) / max(1, len(inputs))
+        caps = capture_wall_s if capture_wall_s is not None else [None] * len(windows)
+        return PreparedWindows(
+            windows=windows,
+            fractions=fractions,
+            speech=speech,
+            run=run,
+            inputs=np.stack(inputs) if inputs else _NO_INPUTS,
+            latency_from_s=[cap or t_due for cap in caps],
+        )
+
+    def complete(
+        self, prepared: PreparedWindows, logits: np.ndarray, compute_s: float
+    ) -> list[Estimate]:
+        """The estimates of ``prepared``'s windows, given the model's ``logits`` for the ones
+        that ran (in order) and ``compute_s``, the forward pass's time for all of them."""
+        per_window_s = compute_s / max(1, len(prepared.inputs))
         now = time.monotonic()
         wall = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         out: list[Estimate] = []
         it = iter(logits)
-        for i, w in enumerate(windows):
-            pred = Prediction.from_logits(next(it)) if run[i] else None
-            cap = capture_wall_s[i] if capture_wall_s is not None else None
-            out.append(
-                self._make(w, pred, fractions[i], speech[i], compute_s, now - (cap or t_due), wall)
-            )
+        for i, w in enumerate(prepared.windows):
+            pred = Prediction.from_logits(next(it)) if prepared.run[i] else None
+            latency_s = now - prepared.latency_from_s[i]
+            fraction, speech = prepared.fractions[i], prepared.speech[i]
+            out.append(self._make(w, pred, fraction, speech, per_window_s, latency_s, wall))
         return out
 
     def _make(
@@ -238,7 +297,7 @@ class StreamAnalyzer:
             if speech:
                 self.smoother.push(w.t_end_s, arousal, valence)
         est = Estimate(
-            seq=self.seq,
+            seq=next(self._seq),
             window=w.index,
             t_start_s=w.t_start_s,
             t_end_s=w.t_end_s,
@@ -254,6 +313,7 @@ class StreamAnalyzer:
             latency_s=max(0.0, latency_s),
             skipped_windows=self.skipped_windows,
             dropped_samples=self.dropped_samples,
+            stream=self.stream.name,
         )
-        self.seq += 1
+        self.estimates += 1
         return est

@@ -23,7 +23,13 @@ from streamser.audio.sources import AudioSource
 from streamser.audio.vad import SpeechDetector
 from streamser.config import ListenConfig
 from streamser.constants import HISTORY_MAX_ESTIMATES, SAMPLE_RATE_HZ
-from streamser.contracts import AnalysisModel, Estimate, StatusSnapshot, estimates_after
+from streamser.contracts import (
+    AnalysisModel,
+    Estimate,
+    StatusSnapshot,
+    StreamStatus,
+    estimates_after,
+)
 from streamser.engine.analyzer import StreamAnalyzer
 from streamser.engine.bus import ResultBus
 from streamser.engine.executed_model import ExecutedModel
@@ -37,8 +43,9 @@ from streamser.version import __version__
 
 log = logging.getLogger("streamser")
 
-SCHEMA_VERSION = 2
-"""meta.json's layout: 2 = ``dropped_samples`` in 16 kHz samples, recorder drops counted."""
+SCHEMA_VERSION = 3
+"""meta.json's layout: 2 = ``dropped_samples`` in 16 kHz samples, recorder drops counted;
+3 = ``streams`` lists the analysed streams (and ``counters.streams`` their windows)."""
 
 
 class Pipeline:
@@ -53,30 +60,39 @@ class Pipeline:
         source: AudioSource,
         *,
         sink: RunSink | None = None,
-        vad: SpeechDetector | None = None,
+        vad_factory: Callable[[], SpeechDetector] | None = None,
         max_batch: int = 8,
         source_factory: SourceFactory | None = None,
         executor: Executor | None = None,
     ) -> None:
         self.cfg, self.model, self.source, self.sink = cfg, model, source, sink
+        self.streams = cfg.streams.resolve(source.channels)
+        """The analysed streams: the mono mix, or one per chosen input channel."""
         self._owns_executor = executor is None
-        self.executor = executor or Executor(model, ExecutorConfig(max_batch=max(1, max_batch)))
+        # One round batches one window of every stream (live) or about max_batch (lossless).
+        executor_batch = max(1, max_batch, len(self.streams))
+        self.executor = executor or Executor(model, ExecutorConfig(max_batch=executor_batch))
         """The one thread that runs the model; shared when the caller passes one in."""
         self.stats = RunStats(source.sample_rate_hz)
         self.bus: ResultBus[Estimate] = ResultBus(on_failure=self._on_consumer_failure)
-        if cfg.windows.vad and vad is None:
-            vad = SpeechDetector()
-        self.analyzer = StreamAnalyzer(
-            ExecutedModel(self.executor, model),
-            cfg.windows,
-            source.sample_rate_hz,
-            vad,
-            watch_silence=isinstance(source, MicSource),
-        )
+        make_vad = vad_factory or SpeechDetector
+        executed = ExecutedModel(self.executor, model)
+        self.analyzers = [
+            StreamAnalyzer(
+                executed,
+                cfg.windows,
+                source.sample_rate_hz,
+                make_vad() if cfg.windows.vad else None,
+                watch_silence=isinstance(source, MicSource),
+                stream=stream,
+            )
+            for stream in self.streams
+        ]
+        self.analyzer = self.analyzers[0]
         capacity = max(1, round(cfg.audio.ring_s * source.sample_rate_hz))
         self.ring = RingBuffer(capacity, source.channels, policy=source.ring_policy())
         self.worker = InferenceWorker(
-            self.analyzer,
+            self.analyzers,
             self.ring,
             self.ring.reader("analyzer"),
             self.bus.publish,
@@ -187,6 +203,7 @@ class Pipeline:
                 "stream_rate_hz": SAMPLE_RATE_HZ,
                 "realtime": self.source.realtime,
             },
+            "streams": [stream.to_json_dict() for stream in self.streams],
             "config": self.cfg.to_dict(),
         }
 
@@ -215,6 +232,7 @@ class Pipeline:
             "reconnects": self.supervisor.reconnects if self.supervisor is not None else 0,
             "source_error": str(self.source.error) if self.source.error is not None else None,
             "vad_frames_evicted": c.vad_frames_evicted,
+            "streams": [stream.to_dict() for stream in c.streams],
         }
 
     def status(self) -> StatusSnapshot:
@@ -242,10 +260,21 @@ class Pipeline:
             log_error=sink.log_error,
             session_path=sink.session_path,
             level_dbfs=self.analyzer.level.level_dbfs,
-            clipping=self.analyzer.level.clipping,
-            silence_warning=self.analyzer.silence_warning,
+            clipping=any(a.level.clipping for a in self.analyzers),
+            silence_warning=self.worker.silence_warning(),
             source_error=str(source_error) if source_error is not None else None,
             finished=self.worker.finished.is_set(),
+            streams=tuple(
+                StreamStatus(
+                    name=a.stream.name,
+                    level_dbfs=a.level.level_dbfs,
+                    clipping=a.level.clipping,
+                    silence_warning=a.silence_warning,
+                    estimates=c.stream(a.stream.name).estimates,
+                    skipped_windows=c.stream(a.stream.name).skipped_windows,
+                )
+                for a in self.analyzers
+            ),
         )
 
     def _sink_status(self) -> SinkStatus:

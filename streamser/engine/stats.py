@@ -17,6 +17,25 @@ from streamser.contracts import Estimate
 
 
 @dataclass(frozen=True)
+class StreamCounters:
+    """One stream's window accounting: ``estimates + skipped_windows (+ muted) ==
+    windows_due`` once the stream has ended."""
+
+    name: str
+    windows_due: int = 0
+    skipped_windows: int = 0
+    estimates: int = 0
+
+    def to_dict(self) -> dict[str, int | str]:
+        return {
+            "name": self.name,
+            "windows_due": self.windows_due,
+            "skipped_windows": self.skipped_windows,
+            "estimates": self.estimates,
+        }
+
+
+@dataclass(frozen=True)
 class Counters:
     """A run's counters at one instant. Frames are native-rate capture frames; samples are
     16 kHz stream samples."""
@@ -47,6 +66,12 @@ class Counters:
     last_compute_s: float | None = None
     last_latency_s: float | None = None
     in_rate_hz: int = SAMPLE_RATE_HZ
+    streams: tuple[StreamCounters, ...] = ()
+    """Per stream, in the run's order, when the run has several (``--per-channel``)."""
+
+    def stream(self, name: str) -> StreamCounters:
+        """One stream's counters (all zero for a name the run does not know yet)."""
+        return next((c for c in self.streams if c.name == name), StreamCounters(name))
 
     @property
     def dropped_samples(self) -> int:
@@ -98,6 +123,18 @@ class RunStats:
                 vad_frames_evicted=vad_frames_evicted,
             )
 
+    def sync_streams(self, due_and_skipped: dict[str, tuple[int, int]]) -> None:
+        """Copy each stream's windows due and skipped (in the run's order)."""
+        with self._lock:
+            c = self._counters
+            self._counters = replace(
+                c,
+                streams=tuple(
+                    replace(c.stream(name), windows_due=due, skipped_windows=skipped)
+                    for name, (due, skipped) in due_and_skipped.items()
+                ),
+            )
+
     def set_recorder_dropped(self, frames: int) -> None:
         with self._lock:
             self._counters = replace(self._counters, recorder_dropped_frames=frames)
@@ -112,8 +149,13 @@ class RunStats:
         """Account one published estimate."""
         with self._lock:
             c = self._counters
+            streams = tuple(
+                replace(s, estimates=s.estimates + 1) if s.name == est.stream else s
+                for s in c.streams
+            )
             self._counters = replace(
                 c,
+                streams=streams,
                 estimates=c.estimates + 1,
                 compute_s_total=c.compute_s_total + est.compute_s,
                 last_compute_s=est.compute_s,

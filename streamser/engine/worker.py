@@ -1,12 +1,16 @@
-"""The inference thread: drains the capture ring into the analyzer and publishes estimates.
+"""The inference thread: drains the capture ring into the analyzers and publishes estimates.
 
-Policy follows the source:
+One worker drives every stream of a run (one analyzer per stream: the mono mix, or one per
+input channel with ``--per-channel``). Each round, the windows all streams have due go through
+the model together, in one batch, and each stream gets its own rows back. Policy follows the
+source:
 
-* live (microphone, real-time replay): after each model run, only the newest due window is
-  computed; older due ones are skipped and counted, so latency stays bounded when the model is
-  slower than the hop;
-* lossless (``--fast`` replay): every due window is computed, in order, in batches of up to
-  ``max_batch``; the source waits on the ring meanwhile, so nothing is skipped.
+* live (microphone, real-time replay): each round computes only the newest due window of each
+  stream; older due ones are skipped and counted per stream, so latency stays bounded when the
+  model is slower than the hop;
+* lossless (``--fast`` replay): every due window is computed, in order, in batches of about
+  ``max_batch`` windows shared among the streams; the source waits on the ring meanwhile, so
+  nothing is skipped.
 
 Latency of an estimate = the moment it is published minus the capture time of its window's last
 sample. The capture time comes from the ring's write counter: when the worker reads, the newest
@@ -16,16 +20,22 @@ frames are dated backwards at the nominal rate.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
 
 from streamser.audio.gaps import GapDetector
 from streamser.audio.ring import RingBuffer, RingReader
-from streamser.constants import SAMPLE_RATE_HZ
+from streamser.audio.windows import Window
+from streamser.constants import NUM_CLASSES, SAMPLE_RATE_HZ
 from streamser.contracts import Estimate
-from streamser.engine.analyzer import StreamAnalyzer
+from streamser.engine.analyzer import PreparedWindows, StreamAnalyzer
 from streamser.engine.stats import RunStats
 
 log = logging.getLogger("streamser")
@@ -37,11 +47,12 @@ JOIN_TIMEOUT_S = 10.0
 
 
 class InferenceWorker:
-    """Drives a :class:`StreamAnalyzer` from a ring reader on its own thread."""
+    """Drives the run's :class:`StreamAnalyzer` objects (one per stream, all reading the same
+    capture ring, all sharing one model) from a ring reader on its own thread."""
 
     def __init__(
         self,
-        analyzer: StreamAnalyzer,
+        analyzers: StreamAnalyzer | Sequence[StreamAnalyzer],
         ring: RingBuffer,
         reader: RingReader,
         publish: Callable[[Estimate], None],
@@ -52,7 +63,15 @@ class InferenceWorker:
         is_muted: Callable[[], bool] = lambda: False,
         awaits_reconnect: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.analyzer = analyzer
+        self.analyzers = [analyzers] if isinstance(analyzers, StreamAnalyzer) else list(analyzers)
+        if not self.analyzers:
+            raise ValueError("a worker needs at least one stream")
+        self.analyzer = self.analyzers[0]
+        """The first stream: the capture clock (frames in, ring drops) is the same for all."""
+        self.model = self.analyzer.model
+        """The model every stream shares (one forward pass per round runs all of them)."""
+        self.model_calls = 0
+        """Forward passes requested: one per round, whatever the number of streams."""
         self.ring = ring
         self.reader = reader
         self.publish = publish
@@ -65,7 +84,7 @@ class InferenceWorker:
         self.frame_offset = 0
         """Stream frame of the current ring's frame 0 (non-zero after a reconnect)."""
         self._rebound = threading.Event()
-        self.gaps = GapDetector(analyzer.in_rate_hz) if not lossless else None
+        self.gaps = GapDetector(self.analyzer.in_rate_hz) if not lossless else None
         self.finished = threading.Event()
         """Set when the stream ended and every remaining window was published (or on error)."""
         self.error: BaseException | None = None
@@ -74,6 +93,7 @@ class InferenceWorker:
         self._thread = threading.Thread(target=self._run, name="streamser-inference", daemon=True)
         self._started = False
         self._silence_announced = False
+        self._seq = itertools.count()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -129,42 +149,94 @@ class InferenceWorker:
             return
         written = self.ring.frames_written
         self._anchor = (self.frame_offset + written, now)
+        gap = 0
         if self.gaps is not None and not self.ring.closed:
             # A closed ring's last frames were read late, not lost: no gap to count.
-            self.analyzer.gap_frames += self.gaps.update(written, now)
+            gap = self.gaps.update(written, now)
         if self.is_muted():
             block = block * 0.0
-        self.analyzer.push_capture(self.frame_offset + first, block)
-        silent = self.analyzer.silence_warning is not None
-        if silent and not self._silence_announced:
-            log.warning("%s", self.analyzer.silence_warning)
-        self._silence_announced = silent  # said again if the silence ends and comes back
+        for a in self.analyzers:
+            a.gap_frames += gap
+            a.push_capture(self.frame_offset + first, block)
+        warning = self.silence_warning()
+        if warning is not None and not self._silence_announced:
+            log.warning("%s", warning)
+        self._silence_announced = warning is not None  # said again if the silence comes back
+
+    def silence_warning(self) -> str | None:
+        """The silence watch's message: for the run (one stream), or naming the silent streams
+        (several: one muted microphone among live ones must not pass unnoticed)."""
+        if len(self.analyzers) == 1:
+            return self.analyzer.silence_warning
+        silent = [a for a in self.analyzers if a.silence_warning is not None]
+        if not silent:
+            return None
+        return f"{', '.join(a.stream.name for a in silent)}: {silent[0].silence_warning}"
 
     def _compute(self) -> None:
         if self.is_muted():
-            self.stats.add_muted(len(self.analyzer.due_all()))
+            self.stats.add_muted(sum(len(a.due_all()) for a in self.analyzers))
             return
         if self.lossless:
-            due = self.analyzer.due_all()
-            for i in range(0, len(due), self.max_batch):
-                self._emit(self.analyzer.estimate(due[i : i + self.max_batch]))
-                if self._stop.is_set():
-                    return
-        else:
-            window = self.analyzer.due_latest()
-            if window is not None:
-                self._emit(self.analyzer.estimate([window], [self._capture_time(window)]))
+            self._run_lossless([a.due_all() for a in self.analyzers])
+            return
+        due = [(a, a.due_latest()) for a in self.analyzers]
+        self._run_round([(a, [w], [self._capture_time(w)]) for a, w in due if w is not None])
+
+    def _run_lossless(self, due: list[list[Window]]) -> None:
+        """Every due window of every stream, in rounds of about ``max_batch`` windows."""
+        per_stream = max(1, math.ceil(self.max_batch / len(self.analyzers)))
+        start = 0
+        while any(len(d) > start for d in due):
+            stop = start + per_stream
+            self._run_round(
+                [(a, d[start:stop], None) for a, d in zip(self.analyzers, due) if d[start:stop]]
+            )
+            start = stop
+            if self._stop.is_set():
+                return
+
+    def _run_round(
+        self,
+        work: list[tuple[StreamAnalyzer, Sequence[Window], Sequence[float | None] | None]],
+    ) -> None:
+        """One forward pass for the windows of every stream in ``work``; the estimates are
+        published in stream-clock order (streams in run order within one instant)."""
+        if not work:
+            return
+        prepared: list[tuple[StreamAnalyzer, PreparedWindows]] = [
+            (a, a.prepare(windows, caps)) for a, windows, caps in work
+        ]
+        inputs = [p.inputs for _, p in prepared if len(p.inputs)]
+        t0 = time.perf_counter()
+        logits = self.model.logits(np.concatenate(inputs)) if inputs else None
+        compute_s = time.perf_counter() - t0
+        if inputs:
+            self.model_calls += 1
+        n_run = sum(len(x) for x in inputs)
+        estimates: list[Estimate] = []
+        row = 0
+        for a, p in prepared:
+            rows = len(p.inputs)
+            mine = logits[row : row + rows] if logits is not None else _no_logits(rows)
+            row += rows
+            # Each stream's share of the pass: the time per window of the whole batch.
+            estimates += a.complete(p, mine, compute_s * rows / max(1, n_run))
+        order = {a.stream.name: i for i, a in enumerate(self.analyzers)}
+        estimates.sort(key=lambda e: (e.t_end_s, order[e.stream]))
+        self._emit(estimates)
 
     def _finish(self) -> None:
-        tail = self.analyzer.finish()
+        tails = [a.finish() for a in self.analyzers]
         if self.is_muted():
-            self.stats.add_muted(len(tail))
+            self.stats.add_muted(sum(len(t) for t in tails))
             return
-        if not self.lossless and len(tail) > 1:
-            self.analyzer.skip(len(tail) - 1)
-            tail = tail[-1:]
-        for i in range(0, len(tail), self.max_batch):
-            self._emit(self.analyzer.estimate(tail[i : i + self.max_batch]))
+        if not self.lossless:
+            for a, tail in zip(self.analyzers, tails):
+                if len(tail) > 1:
+                    a.skip(len(tail) - 1)
+            tails = [tail[-1:] for tail in tails]
+        self._run_lossless(tails)
 
     def _capture_time(self, window: object) -> float | None:
         end_sample = getattr(window, "end_sample", None)
@@ -178,20 +250,34 @@ class InferenceWorker:
     def _emit(self, estimates: list[Estimate]) -> None:
         self._sync()  # the counters an estimate carries are in the snapshot before it is seen
         for est in estimates:
+            # One sequence for the run, in publishing order, whatever the stream.
+            est = replace(est, seq=next(self._seq))
             self.stats.record(est)
             self.publish(est)
 
     def _sync(self) -> None:
-        a = self.analyzer
-        w = a.windower
+        first = self.analyzer
         self.stats.sync_stages(
-            windows_due=w.windows_emitted + w.windows_skipped,
-            skipped_windows=w.windows_skipped,
-            ring_dropped_frames=a.dropped_frames,
-            gap_frames=a.gap_frames,
-            nonfinite_samples=a.nonfinite_samples,
-            huge_samples=a.huge_samples,
-            frames_in=a.frames_in,
-            stream_samples=w.samples_total,
-            vad_frames_evicted=a.vad.frames_evicted if a.vad is not None else 0,
+            windows_due=sum(a.windower.windows_emitted + a.skipped_windows for a in self.analyzers),
+            skipped_windows=sum(a.skipped_windows for a in self.analyzers),
+            ring_dropped_frames=first.dropped_frames,
+            gap_frames=first.gap_frames,
+            nonfinite_samples=sum(a.nonfinite_samples for a in self.analyzers),
+            huge_samples=sum(a.huge_samples for a in self.analyzers),
+            frames_in=first.frames_in,
+            stream_samples=first.windower.samples_total,
+            vad_frames_evicted=sum(
+                a.vad.frames_evicted for a in self.analyzers if a.vad is not None
+            ),
         )
+        self.stats.sync_streams(
+            {
+                a.stream.name: (a.windower.windows_emitted + a.skipped_windows, a.skipped_windows)
+                for a in self.analyzers
+            }
+        )
+
+
+def _no_logits(rows: int) -> np.ndarray:
+    """No logits: a stream whose every due window was skipped as non-speech."""
+    return np.zeros((rows, NUM_CLASSES), dtype=np.float32)
