@@ -1,8 +1,10 @@
 """Golden output: a fixed file through ``listen --input F --fast --headless`` with the tiny
 fixture gives the estimates recorded in ``tests/data/golden`` (all fields but the timing ones).
 
-The recordings were made before the engine's layers were reorganised; a refactor that changes
-any window, probability, smoothing or counter fails here.
+The recordings were made before the engine's layers were reorganised, and re-made once when
+the speech gate stopped counting the frame that ends after a window (its speech fractions
+moved by less than 0.01; nothing else did); a refactor that changes any window, probability,
+smoothing or counter fails here.
 """
 
 from __future__ import annotations

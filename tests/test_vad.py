@@ -96,8 +96,10 @@ def test_partial_frames_count_by_overlap() -> None:
     assert det.speech_fraction(0, 4 * FRAME) == pytest.approx(0.5)
     assert det.speech_fraction(0, FRAME) == pytest.approx(1.0)
     assert det.speech_fraction(FRAME, 2 * FRAME) == pytest.approx(0.0)
-    # Three quarters of frame 0 and one quarter of frame 1.
-    assert det.speech_fraction(FRAME // 4, FRAME + FRAME // 4) == pytest.approx(0.75)
+    # Three quarters of frame 0; frame 1 ends after the span, so it does not count.
+    assert det.speech_fraction(FRAME // 4, FRAME + FRAME // 4) == pytest.approx(1.0)
+    # Half of frame 1 (non-speech) and all of frame 2 (speech); frame 3 ends after the span.
+    assert det.speech_fraction(FRAME + FRAME // 2, 3 * FRAME + FRAME // 2) == pytest.approx(2 / 3)
     # Frames not scored yet do not count: only frame 3 (non-speech) lies inside.
     assert det.speech_fraction(3 * FRAME, 10 * FRAME) == pytest.approx(0.0)
     assert det.speech_fraction(2 * FRAME, 10 * FRAME) == pytest.approx(0.5)

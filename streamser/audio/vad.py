@@ -154,15 +154,18 @@ class SpeechDetector:
     def speech_fraction(self, start_sample: int, end_sample: int) -> float:
         """Fraction of ``[start_sample, end_sample)`` covered by speech frames.
 
-        Frames partially inside the span count by their overlap: each frame weighs as many
-        samples as it shares with the span, so a 3 s window that starts mid-frame is judged
-        on exactly its own samples. Only scored, retained frames count; the fraction is taken
-        over the part of the span they cover, and is 0.0 when they cover none of it.
+        A frame that starts before the span counts by its overlap (it weighs as many samples
+        as it shares with the span). A frame that ends after the span does not count: when a
+        window falls due, the frame holding its last samples is scored or not depending on
+        how the audio arrived in blocks, and judging the window without it makes its fraction
+        the same live (small blocks) and offline (large ones), so re-analysing a recording
+        reproduces the live run exactly. Only scored, retained frames count; the fraction is
+        taken over the part of the span they cover, and is 0.0 when they cover none of it.
         A frame is speech when its probability is at least ``frame_threshold``.
         """
         fs = self.FRAME_SAMPLES
         first = max(start_sample // fs, self.first_retained_frame)
-        stop = min(-(-end_sample // fs), self.frames_processed)
+        stop = min(end_sample // fs, self.frames_processed)
         if end_sample <= start_sample or stop <= first:
             return 0.0
         idx = np.arange(first, stop, dtype=np.int64)
