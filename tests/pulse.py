@@ -27,8 +27,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import require_tools
+from scipy.signal import correlate
 
 SINK_NAME = "vsink16"
 SINK_RATE_HZ = 16_000
@@ -48,6 +50,7 @@ class PulseServer:
     pid: int
     sink: str = SINK_NAME
     sample_rate_hz: int = SINK_RATE_HZ
+    channels: int = 1
 
     @property
     def server_address(self) -> str:
@@ -78,8 +81,9 @@ class PulseServer:
 
 
 @contextmanager
-def null_sink_server(runtime_dir: Path) -> Iterator[PulseServer]:
-    """Start ``pulseaudio`` with one null sink in ``runtime_dir``; terminate it on exit."""
+def null_sink_server(runtime_dir: Path, channels: int = 1) -> Iterator[PulseServer]:
+    """Start ``pulseaudio`` with one null sink of ``channels`` channels (front-left,
+    front-right, ... in that order) in ``runtime_dir``; terminate it on exit."""
     require_tools("pulseaudio", "pactl", "paplay")
     runtime_dir.mkdir(parents=True, exist_ok=True)
     runtime_dir.chmod(0o700)
@@ -99,7 +103,7 @@ def null_sink_server(runtime_dir: Path) -> Iterator[PulseServer]:
         "--disallow-exit",
         "--use-pid-file=no",
         "--load=module-native-protocol-unix",
-        f"--load=module-null-sink sink_name={SINK_NAME} rate={SINK_RATE_HZ} channels=1 "
+        f"--load=module-null-sink sink_name={SINK_NAME} rate={SINK_RATE_HZ} channels={channels} "
         "format=float32le",
     ]
     with log_path.open("wb") as log:
@@ -108,7 +112,11 @@ def null_sink_server(runtime_dir: Path) -> Iterator[PulseServer]:
         )
     try:
         server = PulseServer(
-            env=env, runtime_dir=runtime_dir, socket_path=socket_path, pid=process.pid
+            env=env,
+            runtime_dir=runtime_dir,
+            socket_path=socket_path,
+            pid=process.pid,
+            channels=channels,
         )
         _wait_until_ready(server, process, log_path)
         server.pactl("set-default-sink", SINK_NAME)
@@ -153,15 +161,11 @@ def _reinitialise_portaudio() -> None:
         sounddevice._initialize()
 
 
-@pytest.fixture
-def pulse_null_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PulseServer]:
-    """A private PulseAudio server that this process's PortAudio records from.
-
-    The environment of the test process points at the server while the test runs, so
-    :class:`~streamser.audio.mic.MicSource` on ``default`` or ``pulse`` captures the sink's
-    monitor; it is restored, and PortAudio re-initialised, at teardown.
-    """
-    with null_sink_server(tmp_path / "xdg") as server, monkeypatch.context() as patch:
+@contextmanager
+def _server_for_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, channels: int
+) -> Iterator[PulseServer]:
+    with null_sink_server(tmp_path / "xdg", channels) as server, monkeypatch.context() as patch:
         patch.setenv("XDG_RUNTIME_DIR", server.env["XDG_RUNTIME_DIR"])
         patch.setenv("PULSE_SERVER", server.server_address)
         _reinitialise_portaudio()
@@ -170,3 +174,38 @@ def pulse_null_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         finally:
             patch.undo()
             _reinitialise_portaudio()
+
+
+@pytest.fixture
+def pulse_null_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PulseServer]:
+    """A private PulseAudio server that this process's PortAudio records from.
+
+    The environment of the test process points at the server while the test runs, so
+    :class:`~streamser.audio.mic.MicSource` on ``default`` or ``pulse`` captures the sink's
+    monitor; it is restored, and PortAudio re-initialised, at teardown.
+    """
+    with _server_for_this_process(tmp_path, monkeypatch, channels=1) as server:
+        yield server
+
+
+@pytest.fixture
+def pulse_two_channel_sink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PulseServer]:
+    """As :func:`pulse_null_sink`, with a two-channel sink: a two-microphone interface."""
+    with _server_for_this_process(tmp_path, monkeypatch, channels=2) as server:
+        yield server
+
+
+def best_normalised_correlation(recording: np.ndarray, template: np.ndarray) -> tuple[float, int]:
+    """Max over lags of the normalised cross-correlation of ``template`` inside ``recording``,
+    and that lag: 1.0 where the recording holds the template unchanged."""
+    recording = recording.astype(np.float64)
+    template = template.astype(np.float64)
+    products = correlate(recording, template, mode="valid", method="fft")
+    energy = np.concatenate([[0.0], np.cumsum(recording**2)])
+    window_energy = energy[len(template) :] - energy[: -len(template)]
+    denominator = np.sqrt(np.maximum(window_energy, 1e-20)) * np.linalg.norm(template)
+    ncc = products / denominator
+    lag = int(np.argmax(ncc))
+    return float(ncc[lag]), lag

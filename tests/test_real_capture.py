@@ -16,7 +16,7 @@ import pytest
 import soundfile
 import soxr
 from conftest import ROOT_DIR
-from scipy.signal import chirp, correlate
+from scipy.signal import chirp
 
 from streamser.audio.devices import format_device_table, list_input_devices
 from streamser.audio.mic import MicSource
@@ -42,19 +42,6 @@ def _played_signal() -> np.ndarray:
     speech = soxr.resample(speech, speech_rate_hz, RATE_HZ)
     start = int(0.6 * RATE_HZ)  # the asset opens with 0.6 s of silence
     return np.concatenate([sweep, speech[start : start + 2 * RATE_HZ]]).astype(np.float32)
-
-
-def _best_normalised_correlation(recording: np.ndarray, template: np.ndarray) -> tuple[float, int]:
-    """Max over lags of the normalised cross-correlation of ``template`` inside ``recording``."""
-    recording = recording.astype(np.float64)
-    template = template.astype(np.float64)
-    products = correlate(recording, template, mode="valid", method="fft")
-    energy = np.concatenate([[0.0], np.cumsum(recording**2)])
-    window_energy = energy[len(template) :] - energy[: -len(template)]
-    denominator = np.sqrt(np.maximum(window_energy, 1e-20)) * np.linalg.norm(template)
-    ncc = products / denominator
-    lag = int(np.argmax(ncc))
-    return float(ncc[lag]), lag
 
 
 @pytest.mark.system
@@ -84,7 +71,7 @@ def test_mic_records_what_is_played_into_the_sink(
     assert reader.dropped_frames == 0
     recording = mix_to_mono(np.concatenate(parts))
     assert len(recording) > len(signal), f"recorded only {len(recording)} frames"
-    score, lag = _best_normalised_correlation(recording, signal)
+    score, lag = pulse.best_normalised_correlation(recording, signal)
     assert score > 0.99, f"best normalised cross-correlation {score:.6f} at lag {lag}"
     np.testing.assert_allclose(recording[lag : lag + len(signal)], signal, atol=1e-3)
 
