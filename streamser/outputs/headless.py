@@ -60,8 +60,14 @@ def exit_code(pipeline: Any) -> int:
 def print_summary(pipeline: Any, latencies: list[float]) -> None:
     """The end-of-run line on stderr: counts, compute time, latency, where the session is."""
     c = pipeline.counters()
+    streams = c.get("streams") or []
+    per_stream = (
+        " (" + ", ".join(f"{s['name']} {s['estimates']}" for s in streams) + ")"
+        if len(streams) > 1
+        else ""
+    )
     parts = [
-        f"{c['estimates']} estimates over {c['stream_s']:.1f} s of audio",
+        f"{c['estimates']} estimates{per_stream} over {c['stream_s']:.1f} s of audio",
         f"{c['skipped_windows']} skipped windows",
         f"{c['dropped_samples']} dropped samples",
     ]
