@@ -164,6 +164,7 @@ def test_every_file_key_is_a_setting_and_every_setting_has_a_rule() -> None:
     assert set(FILE_KEYS) == {
         *("device", "samplerate", "channels", "model", "revision", "compute", "precision"),
         *("backend", "hop", "smooth_s", "vad", "vad_threshold", "log_dir", "log", "record"),
+        *("per_channel", "streams", "stream_names"),
     }
     parser_dests = {a.dest for p in _subparsers() for a in p._actions}
     for s in SETTINGS:
