@@ -102,7 +102,9 @@ def test_pipeline_gives_streamsers_probabilities_and_class_names() -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_short_and_long_clips_are_padded_or_cut_like_the_reference(case: str) -> None:
+def test_short_and_long_clips_are_padded_or_cut_like_the_reference(
+    case: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with np.load(FIXTURE / "expected.npz") as ref:
         waveform, inputs, logits = (
             ref[f"{case}_{k}"] for k in ("waveform", "input_values", "logits")
@@ -112,8 +114,13 @@ def test_short_and_long_clips_are_padded_or_cut_like_the_reference(case: str) ->
     assert got_inputs.shape == (WINDOW_SAMPLES,)
     np.testing.assert_allclose(got_inputs, inputs, atol=REFERENCE_TOL, rtol=0)
     clf = streamser.hf.pipeline(FIXTURE)
-    got_logits = by_class(clf(waveform, top_k=None, function_to_apply="none"))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="streamser"):
+        got_logits = by_class(clf(waveform, top_k=None, function_to_apply="none"))
+        clf(waveform)
     np.testing.assert_allclose(got_logits, logits, atol=REFERENCE_TOL, rtol=0)
+    cut = [r for r in caplog.records if "cut to its first 3.00 s" in r.getMessage()]
+    assert len(cut) == (1 if waveform.size > WINDOW_SAMPLES else 0)  # said once, and only then
 
 
 def test_save_pretrained_loads_back_through_the_auto_classes(tmp_path: Path) -> None:
@@ -177,6 +184,10 @@ def test_options_that_would_be_ignored_are_refused_and_labels_may_be_renamed() -
         ExHubertForAudioClassification.from_pretrained(FIXTURE, dtype=torch.float16)
     with pytest.raises(ModelError, match="cache_dir"):
         ExHubertForAudioClassification.from_pretrained(FIXTURE, cache_dir="/elsewhere")
+    with pytest.raises(ModelError, match="local_files_only"):
+        ExHubertForAudioClassification.from_pretrained(
+            "streamser-tests/never-cached", local_files_only=True
+        )
     with pytest.raises(ModelError, match="only labels"):
         ExHubertForAudioClassification.from_pretrained(FIXTURE, num_hidden_layers=2)
     names = {i: f"class {i}" for i in range(6)}
