@@ -18,6 +18,10 @@ DEFAULT_MODEL_ID = "amiriparian/ExHuBERT"
 DEFAULT_MODEL_REVISION = "b158d45ed8578432468f3ab8d46cbe5974380812"
 """Revision named on the model card (a README commit; weights last changed in fec72ec)."""
 
+HF_MODEL_TYPE = "exhubert"
+"""``model_type`` of the checkpoints ``streamser.hf`` saves (the published one says ``hubert``):
+transformers' Auto classes find streamser's ExHuBERT classes by it."""
+
 PUBLISHED_WEIGHTS_SHA256 = "c4c35a61b144a2c5f23a3bab59125bd5e0eb220e389187ebb67a8aca681a07f3"
 PUBLISHED_WEIGHTS_BYTES = 2_673_871_413
 

@@ -7,7 +7,7 @@ Layers, from the bottom up:
 0. shared types and settings: ``constants``, ``version``, ``errors``, ``labels``,
    ``resampling``, ``contracts``, ``config``, ``settings``, ``console``, ``assets``;
 1. ``audio`` and ``model`` (neither imports the other);
-2. ``engine`` and ``perf``;
+2. ``engine``, ``perf`` and ``hf`` (ExHuBERT as transformers classes, built on ``model``);
 3. ``tui``, ``session``, ``server``, ``outputs``;
 4. ``commands`` and the package's own ``__init__`` (the public API);
 5. ``cli``, which hands each command line to one command;
@@ -38,6 +38,7 @@ LAYER_OF: dict[str, int] = {
     "model": 1,
     "engine": 2,
     "perf": 2,
+    "hf": 2,
     "tui": 3,
     "session": 3,
     "server": 3,

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamser.constants import HF_MODEL_TYPE
+
 AttentionImpl = Literal["sdpa", "eager"]
 
 
@@ -66,10 +68,13 @@ class ExHubertConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExHubertConfig:
-        """Build from a HuBERT ``config.json`` dict; refuses variants not implemented here."""
+        """Build from a HuBERT ``config.json`` dict (the published ``hubert`` one, or the
+        ``exhubert`` one ``streamser.hf`` saves); refuses variants not implemented here."""
         problems = []
-        if d.get("model_type", "hubert") != "hubert":
-            problems.append(f"model_type is {d.get('model_type')!r}, expected 'hubert'")
+        if d.get("model_type", "hubert") not in ("hubert", HF_MODEL_TYPE):
+            problems.append(
+                f"model_type is {d.get('model_type')!r}, expected 'hubert' or {HF_MODEL_TYPE!r}"
+            )
         if not d.get("do_stable_layer_norm", False):
             problems.append("do_stable_layer_norm must be true")
         if d.get("feat_extract_norm", "layer") != "layer":
@@ -746,9 +751,15 @@ class ExHubert(nn.Module):
         return [c for m in self.modules() for c in vars(m).values() if isinstance(c, HalfCopies)]
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        hidden = self.hubert(input_values)
-        pooled = self.projector(hidden).mean(dim=1)
-        return self.classifier(pooled)
+        return classify(self.hubert(input_values), self.projector, self.classifier)
+
+
+def classify(hidden: torch.Tensor, projector: nn.Module, classifier: nn.Module) -> torch.Tensor:
+    """The head: ``projector`` on every frame, mean over all frames (the reference passes no
+    attention mask), ``classifier``. A function rather than a method so that the transformers
+    wrapper (``streamser.hf``), which holds the same three modules under the same names, runs
+    exactly this code."""
+    return classifier(projector(hidden).mean(dim=1))
 
 
 LEGACY_WEIGHT_NORM = {
