@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Reversible
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from streamser.constants import DEFAULT_STREAM_NAME
+
+if TYPE_CHECKING:  # the command line's start-up (config imports this module) stays numpy-free
+    import numpy as np
 
 
 @dataclass(frozen=True)
