@@ -18,6 +18,7 @@ from streamser.constants import (
     BACKENDS,
     COMPUTE_CHOICES,
     DEFAULT_MODEL_ID,
+    EXPORT_FORMATS,
     MAX_HOP_S,
     MIN_HOP_S,
     PRECISIONS,
@@ -102,6 +103,12 @@ def _report(args: argparse.Namespace) -> int:
     from streamser.commands.session_cmd import report
 
     return report(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from streamser.commands.export_cmd import export
+
+    return export(args)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -261,6 +268,22 @@ def _add_session_commands(sub: Any) -> None:
     report.add_argument("-o", "--output", required=True, help="report.png or report.html")
     _add_log_dir(report)
     report.set_defaults(handler=_report)
+
+    export = sub.add_parser(
+        "export", help="write a session's tiers for ELAN (.eaf) or Praat (.TextGrid), or a CSV"
+    )
+    export.add_argument("session", help=SESSION_HELP)
+    export.add_argument("-o", "--output", required=True, help="talk.eaf, talk.TextGrid or .csv")
+    export.add_argument(
+        "--format", choices=EXPORT_FORMATS, help="default: from the -o name's ending"
+    )
+    _switch(
+        export, "--no-audio", "with_audio", False,
+        "do not write the session's recording beside FILE as FILE.wav (ELAN and Praat)",
+    )  # fmt: skip
+    export.add_argument("--force", action="store_true", help="replace files that exist")
+    _add_log_dir(export)
+    export.set_defaults(handler=_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

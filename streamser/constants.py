@@ -73,3 +73,7 @@ DEFAULT_STREAM_NAME = "main"
 # The most streams one run analyses (``--per-channel``): enough for a 32-channel interface, and a
 # bound on the per-stream state (resampler, speech detector, windows) one process holds.
 MAX_STREAMS = 64
+
+EXPORT_FORMATS: tuple[str, ...] = ("elan", "textgrid", "csv")
+"""What ``streamser export`` writes: an ELAN ``.eaf``, a Praat ``.TextGrid`` or a CSV table; here
+so the CLI parser imports no session code."""

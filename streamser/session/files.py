@@ -8,9 +8,10 @@ import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import platformdirs
 
@@ -72,6 +73,28 @@ def write_json_atomic(target: Path, record: dict[str, Any]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_private_file(target: Path, mode: str = "wb", **kw: Any) -> Iterator[IO[Any]]:
+    """Write ``target`` whole or not at all, readable only by its owner (0600): the caller
+    writes into a private temporary file beside it, which replaces ``target`` when the block
+    ends without an error and is removed when it raises. An export interrupted halfway (a full
+    disk, Ctrl+C) so never leaves a cut file under the name a user asked for."""
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    if "b" not in mode:
+        kw.setdefault("encoding", "utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, mode, **kw) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
