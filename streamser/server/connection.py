@@ -21,14 +21,17 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from streamser.constants import SAMPLE_RATE_HZ
+from streamser.audio.vad import SpeechDetector
 from streamser.contracts import Estimate
+from streamser.engine.executor import Executor
+from streamser.server.config import ServeConfig
+from streamser.server.metrics import ServerMetrics
 from streamser.server.protocol import (
     BUSY_CLOSE_CODE,
     SHUTDOWN_CLOSE_CODE,
@@ -42,8 +45,27 @@ from streamser.server.protocol import (
 )
 from streamser.server.stream_driver import EstimateLog, StreamDriver
 
-if TYPE_CHECKING:
-    from streamser.server.server import StreamServer
+
+class Hub(Protocol):
+    """What a connection needs of the server that owns it (``StreamServer``)."""
+
+    cfg: ServeConfig
+    executor: Executor
+    metrics: ServerMetrics
+    log_factory: Callable[[dict[str, Any]], EstimateLog] | None
+    vad_factory: Callable[[], SpeechDetector]
+
+    @property
+    def stopping(self) -> asyncio.Event: ...
+
+    def admit(self, streams: int) -> bool: ...
+
+    def release(self, streams: int) -> None: ...
+
+    def ready_message(self, hello: Hello) -> dict[str, Any]: ...
+
+    def describe(self, hello: Hello, peer: str) -> dict[str, Any]: ...
+
 
 log = logging.getLogger("streamser")
 
@@ -66,7 +88,7 @@ class _Dropped(Exception):
 class ClientStream:
     """One WebSocket connection from hello to close (see the module doc)."""
 
-    def __init__(self, server: StreamServer, ws: ServerConnection) -> None:
+    def __init__(self, server: Hub, ws: ServerConnection) -> None:
         self.server = server
         self.cfg = server.cfg
         self.ws = ws
@@ -322,9 +344,7 @@ class ClientStream:
     def _close_log(self) -> None:
         if self._estimate_log is None or self.driver is None:
             return
-        counters = self.driver.counters()
-        counters["stream_s"] = self.driver.analyzers[0].windower.samples_total / SAMPLE_RATE_HZ
-        self._estimate_log.close(counters)
+        self._estimate_log.close(self.driver.counters())
 
 
 def _control_type(message: str) -> str | None:

@@ -238,7 +238,7 @@ class BackgroundServer:
 
     def __init__(self, cfg: ServeConfig, model: AnalysisModel, **kwargs: Any) -> None:
         self.server = StreamServer(cfg, model, **kwargs)
-        self._loop = asyncio.new_event_loop()
+        self.loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
@@ -259,7 +259,7 @@ class BackgroundServer:
     def stop(self) -> None:
         """Graceful shutdown (as on SIGTERM); returns when it is done."""
         if self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
+            self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(STOP_TIMEOUT_S + 10)
 
     def __enter__(self) -> BackgroundServer:
@@ -269,11 +269,11 @@ class BackgroundServer:
         self.stop()
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
+        asyncio.set_event_loop(self.loop)
         try:
-            self._loop.run_until_complete(self._main())
+            self.loop.run_until_complete(self._main())
         finally:
-            self._loop.close()
+            self.loop.close()
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()

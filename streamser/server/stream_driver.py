@@ -94,17 +94,10 @@ class StreamDriver:
         self._on_finished = on_finished
         self.estimate_log = estimate_log
         self.max_inflight_windows = max(1, max_inflight_windows)
-        self.analyzers = [
-            StreamAnalyzer(
-                executor.model,
-                hello.windows,
-                hello.sample_rate_hz,
-                vad_factory() if hello.windows.vad else None,
-                watch_silence=False,
-                stream=stream,
-            )
-            for stream in hello.streams
-        ]
+        self._vad_factory = vad_factory
+        self.analyzers: list[StreamAnalyzer] = []
+        """One per stream, built on the driver's thread (loading a speech detector takes
+        a moment the event loop must not wait for)."""
         self.estimates = 0
         self.failed_windows = 0
         """Windows the model failed on (live: counted as skipped too)."""
@@ -155,23 +148,26 @@ class StreamDriver:
         """The ``status`` message (read on the loop's thread; counters are plain ints)."""
         received_s = self.frames_received / self.hello.sample_rate_hz
         wait_s = self.executor.stats().mean_queue_wait_s
+        analyzers = list(self.analyzers)
         return {
             "type": "status",
             "lag_s": round(max(0.0, received_s - self.last_t_end_s), 4),
-            "skipped_windows": sum(a.skipped_windows for a in self.analyzers),
-            "dropped_samples": max(a.dropped_samples for a in self.analyzers),
+            "skipped_windows": sum(a.skipped_windows for a in analyzers),
+            "dropped_samples": max((a.dropped_samples for a in analyzers), default=0),
             "queue_wait_s": round(wait_s, 4) if wait_s is not None else None,
             "estimates": self.estimates,
         }
 
     def counters(self) -> dict[str, Any]:
         """Per stream: windows due, estimates, skipped; for a session's meta.json."""
+        analyzers = list(self.analyzers)
         return {
             "estimates": self.estimates,
-            "skipped_windows": sum(a.skipped_windows for a in self.analyzers),
-            "dropped_samples": max(a.dropped_samples for a in self.analyzers),
+            "skipped_windows": sum(a.skipped_windows for a in analyzers),
+            "dropped_samples": max((a.dropped_samples for a in analyzers), default=0),
             "failed_windows": self.failed_windows,
-            "frames_in": self.analyzers[0].frames_in,
+            "frames_in": analyzers[0].frames_in if analyzers else 0,
+            "stream_s": analyzers[0].windower.samples_total / SAMPLE_RATE_HZ if analyzers else 0.0,
             "streams": [
                 {
                     "name": a.stream.name,
@@ -179,14 +175,29 @@ class StreamDriver:
                     "skipped_windows": a.skipped_windows,
                     "estimates": a.estimates,
                 }
-                for a in self.analyzers
+                for a in analyzers
             ],
         }
 
     # -- the thread -----------------------------------------------------------------------
 
+    def _build(self) -> list[StreamAnalyzer]:
+        h = self.hello
+        return [
+            StreamAnalyzer(
+                self.executor.model,
+                h.windows,
+                h.sample_rate_hz,
+                self._vad_factory() if h.windows.vad else None,
+                watch_silence=False,
+                stream=stream,
+            )
+            for stream in h.streams
+        ]
+
     def _run(self) -> None:
         try:
+            self.analyzers = self._build()
             while True:
                 item = self._inbox.get()
                 kind = item[0]
