@@ -55,6 +55,7 @@ def served() -> Iterator[tuple[BackgroundServer, LiveClient]]:
         idle_timeout_s=1.0,
         max_message_bytes=MAX_MESSAGE_BYTES,
         send_queue_messages=16,
+        slow_consumer_s=1.0,
     )
     with BackgroundServer(cfg, FastModel()) as bg:  # type: ignore[arg-type]
         good = LiveClient(bg.url, {"token": TOKEN, "hop_s": 0.25, "vad": False})
@@ -196,39 +197,49 @@ def test_abrupt_disconnects_free_their_streams(served: tuple[BackgroundServer, L
     still_served(good, since)
 
 
+@pytest.mark.parametrize("mode", ["file", "live"])
 def test_a_client_that_stops_reading_is_dropped_and_others_go_on(
-    served: tuple[BackgroundServer, LiveClient],
+    served: tuple[BackgroundServer, LiveClient], mode: str
 ) -> None:
+    """File mode: the analysis waits for the client (lossless) and drops it once its queue
+    stayed full for ``slow_consumer_s`` (``slow_consumer``). Live: the analysis never waits;
+    once the client's receive buffer is full its own TCP connection stalls, so it is dropped
+    either as a slow consumer (its messages stay unsent) or for idleness (its audio stopped)."""
     bg, good = served
     since = time.monotonic()
-    before = metrics(bg.url)['streamser_errors_total{code="slow_consumer"}']
+    codes = ("slow_consumer",) if mode == "file" else ("slow_consumer", "idle_timeout")
+
+    def dropped() -> float:
+        m = metrics(bg.url)
+        return sum(m[f'streamser_errors_total{{code="{c}"}}'] for c in codes)
+
+    before = dropped()
     sock = socket.create_connection(("127.0.0.1", int(bg.server.port or 0)))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     ws, ready = open_stream(
         bg.url, sock=sock, token=TOKEN, hop_s=0.25, vad=False, sample_rate_hz=8000,
-        format="pcm16",
+        format="pcm16", mode=mode,
     )  # fmt: skip
     assert ready["type"] == "ready"
-    audio = np.zeros(1200 * 8000, dtype=np.float32)  # 20 minutes: ~4,800 estimates
+    block = encode_frames(np.zeros((4 * 8000, 1), dtype=np.float32), "pcm16")  # 16 windows
 
     def send() -> None:
         with contextlib.suppress(ConnectionClosed):  # dropped, as it should be
-            send_blocks(ws, audio, 8000, block_s=4.0, fmt="pcm16")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                ws.send(block)
+                time.sleep(0.02 if mode == "live" else 0.0)  # a fast live source, not a wait
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    # The client reads nothing: its estimates fill the server's queue for it.
-    wait_until(
-        lambda: metrics(bg.url)['streamser_errors_total{code="slow_consumer"}'] == before + 1,
-        60,
-        "the slow consumer to be dropped",
-    )
+    # The client reads nothing: its estimates fill the server's queue and buffers for it.
+    wait_until(lambda: dropped() == before + 1, 30, "the client to be dropped")
     wait_until(lambda: health(bg.url)["streams"] == 1, 20, "the dropped stream's release")
-    sender.join(30)
-    assert not sender.is_alive()
     with pytest.raises(ConnectionClosed):  # what it finally reads ends in a closed connection
         while True:
             ws.recv(timeout=20)
+    sender.join(30)  # its send failed too, once its reader let the client library go on
+    assert not sender.is_alive()
     still_served(good, since)
 
 

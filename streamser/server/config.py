@@ -47,7 +47,11 @@ class ServeConfig:
     """Largest message a client may send; larger ones get ``too_large`` (1 MiB is 5 s of
     48 kHz stereo float32)."""
     send_queue_messages: int = 256
-    """Messages waiting for a client; when they fill, the client is too slow and is dropped."""
+    """Estimates waiting for a client to read them; when they fill, a live client is too slow
+    and is dropped, and a file client's analysis waits for it (up to ``slow_consumer_s``)."""
+    slow_consumer_s: float = 10.0
+    """How long a client may leave its messages unread (its TCP window shut, or, in file mode,
+    its queue full) before it is dropped."""
     max_inflight_windows: int = 16
     """File mode: windows of one connection at the model before it stops reading its socket."""
     status_interval_s: float = 1.0

@@ -7,8 +7,10 @@ a bounded queue, in order. Three bounds keep one client from hurting the others:
 * audio in: at most ``INBOX_BLOCKS`` blocks wait for the driver. In file mode the reader then
   waits (it stops reading the socket, so TCP slows the client down); in live mode the block is
   dropped instead, and the analyzer counts the gap as dropped audio (the clock stays true);
-* messages out: at most ``send_queue_messages`` wait for the client; a client that lets them
-  fill (it stopped reading) is dropped with ``slow_consumer``, counted;
+* messages out: at most ``send_queue_messages`` estimates wait for the client (each takes a
+  credit, returned once it is written). In live mode a client that lets them fill (it stopped
+  reading) is dropped at once with ``slow_consumer``, counted; in file mode the analysis waits
+  for it instead (lossless all the way), up to ``slow_consumer_s``;
 * time: a hello within ``hello_timeout_s``, then something at least every ``idle_timeout_s``.
 """
 
@@ -20,12 +22,14 @@ import hmac
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from streamser.audio.vad import SpeechDetector
 from streamser.contracts import Estimate
@@ -98,7 +102,12 @@ class ClientStream:
         self.driver: StreamDriver | None = None
         self.admitted = 0
         self.dropped_slow = False
-        self._send_queue: asyncio.Queue[str | None] = asyncio.Queue(self.cfg.send_queue_messages)
+        self._send_queue: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
+        """(text, whether it holds a credit); unbounded itself: the credits bound the driver's
+        messages, and the loop's own (status, once a second) are few."""
+        self._credits = threading.Semaphore(self.cfg.send_queue_messages)
+        self._gone = threading.Event()
+        """The connection is ending: a driver waiting for a credit must stop waiting."""
         self._slots = asyncio.Semaphore(INBOX_BLOCKS)
         self._driver_done = asyncio.Event()
         self._skips: dict[str, int] = {}
@@ -120,6 +129,7 @@ class ClientStream:
             stopping.cancel()
             driver_done.cancel()
             if self.driver is not None and not self.driver.finished.is_set():
+                self._end()
                 self.driver.abort()
                 await self._driver_done.wait()
             for task in self._tasks:
@@ -186,7 +196,7 @@ class ClientStream:
             hello,
             self.server.executor,
             key=id(self),
-            emit=lambda text: self.loop.call_soon_threadsafe(self._deliver, text),
+            emit=self._emit,
             on_estimate=self._on_estimate,
             on_consumed=lambda: self.loop.call_soon_threadsafe(self._slots.release),
             on_finished=lambda: self.loop.call_soon_threadsafe(self._driver_done.set),
@@ -242,8 +252,7 @@ class ClientStream:
         if last is not None:
             self._deliver(dumps(last))
         if not self.dropped_slow:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._send_queue.put_nowait(None)
+            self._send_queue.put_nowait(None)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._tasks[0]), self.cfg.idle_timeout_s)
         await self._close(code, reason, None)
@@ -258,8 +267,8 @@ class ClientStream:
             if last is not None:
                 await asyncio.wait_for(self.ws.send(dumps(last)), CLOSE_TIMEOUT_S)
             await asyncio.wait_for(self.ws.close(code, reason), CLOSE_TIMEOUT_S)
-        if self.ws.transport is not None and not self.ws.transport.is_closing():
-            self.ws.transport.abort()
+        if self.ws.state is not State.CLOSED and self.ws.transport is not None:
+            self.ws.transport.abort()  # the client did not take the close: cut the connection
 
     # -- receiving --------------------------------------------------------------------
 
@@ -298,21 +307,53 @@ class ClientStream:
 
     # -- sending ----------------------------------------------------------------------
 
-    def _deliver(self, text: str) -> None:
-        """On the loop: queue one message for the client; a full queue drops the client."""
-        if self.dropped_slow:
+    def _emit(self, text: str) -> None:
+        """On the driver's thread: queue one of its messages, holding a send credit.
+
+        No credit left means the client has not read ``send_queue_messages`` messages: live,
+        it is dropped at once (the analysis must not wait for it); file, the analysis waits
+        for it up to ``slow_consumer_s``, then drops it.
+        """
+        if self._gone.is_set():
             return
-        try:
-            self._send_queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self._drop_slow_consumer()
+        wait_s = self.cfg.slow_consumer_s if self.hello and self.hello.lossless else None
+        got = self._credits.acquire(timeout=wait_s) if wait_s else self._credits.acquire(False)
+        if self._gone.is_set():
+            if got:
+                self._credits.release()
+            return
+        if not got:
+            self.loop.call_soon_threadsafe(self._drop_slow_consumer)
+            return
+        self.loop.call_soon_threadsafe(self._queue, text, True)
+
+    def _deliver(self, text: str) -> None:
+        """On the loop: queue one of the loop's own messages (no credit)."""
+        self._queue(text, False)
+
+    def _queue(self, text: str, credit: bool) -> None:
+        if not self.dropped_slow:
+            self._send_queue.put_nowait((text, credit))
+
+    def _end(self) -> None:
+        """The connection is ending: wake a driver waiting for a credit; it sends no more."""
+        self._gone.set()
+        for _ in range(self.cfg.send_queue_messages):
+            self._credits.release()
 
     async def _send_loop(self) -> None:
         while True:
-            text = await self._send_queue.get()
-            if text is None:
+            item = await self._send_queue.get()
+            if item is None:
                 return
-            await self.ws.send(text)
+            text, credit = item
+            try:
+                await asyncio.wait_for(self.ws.send(text), self.cfg.slow_consumer_s)
+            except (TimeoutError, asyncio.TimeoutError):
+                self._drop_slow_consumer()  # its TCP window stayed shut: it does not read
+                return
+            if credit:
+                self._credits.release()
 
     async def _status_loop(self) -> None:
         while self.driver is not None and not self.driver.finished.is_set():
@@ -321,17 +362,21 @@ class ClientStream:
                 self._deliver(dumps(self.driver.status()))
 
     def _drop_slow_consumer(self) -> None:
+        if self.dropped_slow or self._gone.is_set():
+            return
+        self._end()
         self.dropped_slow = True
         self.server.metrics.errors.labels(code="slow_consumer").inc()
         log.info("serve: %s stopped reading; dropped (slow_consumer)", self.peer)
         if self.driver is not None:
             self.driver.abort()
         for task in self._tasks:
-            task.cancel()
+            if task is not asyncio.current_task():
+                task.cancel()
         message = error_message(
             "slow_consumer",
             f"{self.cfg.send_queue_messages} messages waited for this client: read them as they "
-            "come",
+            "come (in another thread or task than the one that sends)",
         )
         self._tasks.append(asyncio.ensure_future(self._close(1008, "slow_consumer", message)))
 

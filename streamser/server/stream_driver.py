@@ -106,6 +106,7 @@ class StreamDriver:
         self.last_t_end_s = 0.0
         self.error: BaseException | None = None
         self.finished = threading.Event()
+        self._aborted = threading.Event()
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._live: dict[int, tuple[PreparedWindows, Future[np.ndarray]]] = {}
         self._pending: deque[_Lossless] = deque()
@@ -138,6 +139,7 @@ class StreamDriver:
 
     def abort(self) -> None:
         """The client is gone: cancel what waits for the model, deliver nothing more."""
+        self._aborted.set()
         self._inbox.put(("abort",))
 
     def join(self, timeout_s: float = JOIN_TIMEOUT_S) -> None:
@@ -201,6 +203,9 @@ class StreamDriver:
             while True:
                 item = self._inbox.get()
                 kind = item[0]
+                if self._aborted.is_set():  # skip what the client sent before it went
+                    self._cancel_all()
+                    return
                 if kind == "audio":
                     self._take(item[1], item[2], item[3])
                     self._schedule()
@@ -213,9 +218,6 @@ class StreamDriver:
                     return
                 elif kind == "drain":
                     self._wait_all()
-                    return
-                else:  # abort
-                    self._cancel_all()
                     return
         except Exception as e:  # told to the client as an internal error by the connection
             self.error = e
