@@ -89,3 +89,30 @@ def test_serve_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert proc.wait(60) == 0, rest
     assert "demo model: random weights" in rest
     assert "stopped; 0 windows computed" in rest
+
+
+def test_the_command_line_starts_without_the_serve_libraries() -> None:
+    code = (
+        "import sys; from streamser.cli import build_parser; build_parser();"
+        "print(sorted(m for m in ('websockets', 'prometheus_client', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT_DIR)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_missing_serve_extra_is_one_line_naming_the_pip_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from streamser.server import dependencies
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        dependencies.importlib.util,
+        "find_spec",
+        lambda name: None if name == "websockets" else real(name),
+    )
+    with pytest.raises(dependencies.MissingExtraError) as e:
+        dependencies.require_serve_extra("streamser serve")
+    assert str(e.value) == "streamser serve needs websockets: pip install 'streamser[serve]'"
