@@ -46,8 +46,8 @@ def feeder(
     return run_before
 
 
-@pytest.mark.parametrize("n_streams", [2, 4])
-@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@pytest.mark.parametrize("n_streams", [2, 4], ids=["2-streams", "4-streams"])
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 def test_streams(snap_compare: SnapCompare, n_streams: int, size: tuple[int, int]) -> None:
     app, controller = streams_app(n_streams, demo_model=size == (80, 24))
     run_before = feeder(app, controller, n_streams, "n")  # the second stream selected
