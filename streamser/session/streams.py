@@ -21,12 +21,12 @@ def listed_streams(meta: dict[str, Any]) -> list[StreamSpec]:
     found = meta.get("streams")
     out: list[StreamSpec] = []
     for entry in found if isinstance(found, list) else []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        if not isinstance(entry, dict) or entry.get("name") is None:
             continue
         try:
             spec = StreamSpec.from_json_dict(entry)
         except (TypeError, ValueError):
-            spec = StreamSpec(entry["name"], None)
+            spec = StreamSpec(str(entry["name"]), None)
         if spec.name not in (s.name for s in out):
             out.append(spec)
     return out
