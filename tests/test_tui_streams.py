@@ -396,3 +396,23 @@ async def test_replay_of_a_two_stream_session_shows_both(tmp_path: Path) -> None
         assert bars.estimate is not None and bars.estimate.stream == "bob"
         assert text_of(app.query_one(LevelMeter)).startswith("bob ")  # no level in a replay
         assert "— dBFS" in text_of(app.query_one(LevelMeter))
+
+
+async def test_many_streams_keep_the_plane_and_say_how_many_more() -> None:
+    names = tuple(f"voice{k}" for k in range(20))
+    controller = ScriptedController(status=streams_status(names))
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        controller.emit(scripted_streams(8, names))
+        await pilot.pause()
+        app.draw_frame()
+        await pilot.pause()
+        circumplex = app.query_one(CircumplexView)
+        lines = text_of(circumplex).splitlines()
+        legend = [line for line in lines if "●" in line and "voice" in line]
+        assert len(legend) == CircumplexView.MAX_LEGEND_ROWS
+        shown_names = sum(line.count("voice") for line in legend)
+        assert legend[-1].endswith(f"+{20 - shown_names} more")
+        assert len(lines) == circumplex.content_size.height  # the plane kept its rows
+        assert app.roster.pages == 5
+        assert "streams 1-4 of 20" in stack_of(app).page_header.render().plain

@@ -7,7 +7,7 @@ selected one drawn on top, and a legend under the plane names them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, ClassVar
@@ -55,6 +55,7 @@ class CircumplexView(CachedRender):
     """
 
     LEGEND_MARK = "●"
+    MAX_LEGEND_ROWS = 3
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -135,21 +136,51 @@ class CircumplexView(CachedRender):
 
     def _legend_rows(self, width: int) -> list[list[Cell]]:
         """The streams' names, each after a dot of its colour, packed into rows of ``width``;
-        the selected name bold and underlined."""
-        rows: list[list[Cell]] = [[]]
+        the selected name bold and underlined. Past ``MAX_LEGEND_ROWS`` rows the legend says
+        how many more streams there are, so the plane keeps its room."""
         label = self.style_of("circumplex--label") + Style(italic=False)
-        for t in self.streams:
+        rows: list[list[list[Cell]]] = [[]]
+        """Per row, its items: a dot and a name each."""
+
+        def length(row: list[list[Cell]]) -> int:
+            return sum(len(item) for item in row) + 2 * max(len(row) - 1, 0)
+
+        for i, t in enumerate(self.streams):
             colour = self._fade_styles(self._colour(t))[0]
-            name = t.name[: max(width - 2, 1)]
-            item = [(self.LEGEND_MARK, colour), (" ", Style())]
             name_style = label + colour + Style(bold=True, underline=True) if t.selected else label
-            item += [(ch, name_style) for ch in name]
-            gap = [(" ", Style())] * 2 if rows[-1] else []
-            if rows[-1] and len(rows[-1]) + len(gap) + len(item) > width:
+            item = [(self.LEGEND_MARK, colour), (" ", Style())]
+            item += [(ch, name_style) for ch in t.name[: max(width - 2, 1)]]
+            if rows[-1] and length(rows[-1]) + 2 + len(item) > width:
+                if len(rows) == self.MAX_LEGEND_ROWS:
+                    self._end_with_count(rows[-1], len(self.streams) - i, width, length)
+                    break
                 rows.append([])
-                gap = []
-            rows[-1] += gap + item
-        return rows
+            rows[-1].append(item)
+        gap: list[Cell] = [(" ", Style())] * 2
+        out: list[list[Cell]] = []
+        for row in rows:
+            cells: list[Cell] = []
+            for item in row:
+                cells += (gap if cells else []) + item
+            out.append(cells)
+        return out
+
+    def _end_with_count(
+        self,
+        row: list[list[Cell]],
+        hidden: int,
+        width: int,
+        length: Callable[[list[list[Cell]]], int],
+    ) -> None:
+        """End ``row`` with ``+N more``, dropping its last names until that fits."""
+        label = self.style_of("circumplex--label") + Style(italic=False)
+        while True:
+            more = f"+{hidden} more"
+            if not row or length(row) + 2 + len(more) <= width:
+                break
+            row.pop()
+            hidden += 1
+        row.append([(ch, label) for ch in more])
 
     @staticmethod
     def _put(grid: list[list[Cell]], r: int, c: int, s: str, style: Style) -> None:
