@@ -24,7 +24,6 @@ from tui_fakes import (
     streams_status,
 )
 
-from streamser.contracts import StreamStatus
 from streamser.session.reader import read_session
 from streamser.session.replay import ReplayController
 from streamser.tui.app import DashboardApp, HelpScreen, make_app
@@ -347,13 +346,15 @@ async def test_help_lists_the_stream_keys_with_several_streams() -> None:
 # --- status -------------------------------------------------------------------------------------
 
 
-def test_a_silent_stream_is_named_in_its_banner() -> None:
+def test_silent_streams_are_named_in_one_banner() -> None:
     warning = "input silent for 30 s: wrong device?"
-    silent = StreamStatus("bob", -200.0, False, warning, 3, 0)
-    status = streams_status(STREAM_NAMES[:2], silence_warning=warning)
-    status = replace(status, streams=(status.streams[0], silent))
+    status = streams_status(STREAM_NAMES[:4], silence_warning="from the input")
+    streams = list(status.streams)
+    for k in (1, 3):  # bob's and dave's microphones are off
+        streams[k] = replace(streams[k], level_dbfs=-200.0, silence_warning=warning)
+    status = replace(status, streams=tuple(streams))
     texts = [b.text for b in status_banners(status, BannerState())]
-    assert texts == [f"bob: {warning}"]
+    assert texts == [f"bob, dave: {warning}"]
     assert status_banners(replace(status, muted=True), BannerState()) == ()
     one = replace(BASE_STATUS, silence_warning=warning)
     assert [b.text for b in status_banners(one, BannerState())] == [warning]

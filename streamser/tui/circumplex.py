@@ -139,8 +139,7 @@ class CircumplexView(CachedRender):
         the selected name bold and underlined. Past ``MAX_LEGEND_ROWS`` rows the legend says
         how many more streams there are, so the plane keeps its room."""
         label = self.style_of("circumplex--label") + Style(italic=False)
-        rows: list[list[list[Cell]]] = [[]]
-        """Per row, its items: a dot and a name each."""
+        rows: list[list[list[Cell]]] = [[]]  # per row, its items: a dot and a name each
 
         def length(row: list[list[Cell]]) -> int:
             return sum(len(item) for item in row) + 2 * max(len(row) - 1, 0)

@@ -311,12 +311,14 @@ def status_banners(s: StatusSnapshot, state: BannerState) -> tuple[Banner, ...]:
 
 
 def silence_warnings(s: StatusSnapshot) -> list[str]:
-    """The silence warnings to show: with several streams, each silent stream's, named (one
-    microphone of an interview can be off while the others work); else the input's."""
+    """The silence warning to show: with several streams, the first silent stream's, naming
+    every silent stream (one microphone of an interview can be off while the others work) in
+    one banner, so a row of dead microphones cannot push the plots off the screen; else the
+    input's."""
     if len(s.streams) > 1:
-        named = [f"{st.name}: {st.silence_warning}" for st in s.streams if st.silence_warning]
-        if named:
-            return named
+        silent = [st for st in s.streams if st.silence_warning]
+        if silent:
+            return [f"{', '.join(st.name for st in silent)}: {silent[0].silence_warning}"]
     return [s.silence_warning] if s.silence_warning else []
 
 
