@@ -41,3 +41,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def tiny_model_dir() -> Path:
     """The tiny random-weight ExHuBERT checkpoint (parametrized weight-norm naming)."""
     return DATA_DIR / "tiny-parametrized"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """The event loop the ``anyio``-marked tests run on: asyncio, the one Textual runs on.
+
+    anyio's plugin otherwise runs each such test on every backend installed, and trio comes
+    with other test tools (selenium's WebSocket client): the dashboard tests then fail on trio.
+    """
+    return "asyncio"
