@@ -1,18 +1,24 @@
 """The pieces LSL and OSC share, one stage at a time: the events read off estimates, the clocks
-that date what is sent, and the marks followed in a running session's file."""
+that date what is sent, the marks followed in a running session's file, and the flags."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from tui_fakes import scripted_estimate
 
+from streamser.cli import build_parser
+from streamser.config import ConfigError
 from streamser.outputs.affect_channels import CHANNELS, channel_values
 from streamser.outputs.clocks import LiveClock, ReplayClock
+from streamser.outputs.errors import OutputError
+from streamser.outputs.live import LSL_WAIT_S, live_output_config
 from streamser.outputs.markers import Marker, MarkerTracker
 from streamser.session.logger import SessionLogger
 from streamser.session.marks import MarkFollower, append_mark
@@ -124,3 +130,45 @@ def test_marks_are_followed_as_the_session_gains_them(tmp_path: Path) -> None:
         f.write(line[10:] + '{"note": "no time"}\n')
     assert follower.poll() == [(3.0, "half written")]
     logger.close({})
+
+
+# ----------------------------------------------------------------------------- flags
+
+
+def args_of(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["listen", *argv])
+
+
+def test_flags_make_a_checked_output_config() -> None:
+    plain = live_output_config(args_of())
+    assert not plain.wanted
+    cfg = live_output_config(args_of("--lsl", "--osc", "127.0.0.1:9000"))
+    assert cfg.lsl and cfg.osc is not None and cfg.osc.text == "127.0.0.1:9000"
+    assert (cfg.wait_s(live_device=True), cfg.wait_s(live_device=False)) == (0.0, LSL_WAIT_S)
+    waited = live_output_config(args_of("--lsl", "--lsl-wait", "2.5"))
+    assert waited.wait_s(live_device=True) == 2.5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lsl-wait", "3"], "--lsl-wait needs --lsl"),
+        (["--lsl", "--lsl-wait", "-1"], "use 0 seconds or more"),
+        (["--lsl", "--lsl-wait", "nan"], "use 0 seconds or more"),
+    ],
+)
+def test_bad_wait_flags_are_one_line(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        live_output_config(args_of(*argv))
+
+
+@pytest.mark.parametrize(("flag", "module"), [("--lsl", "pylsl"), ("--osc", "pythonosc")])
+def test_a_missing_library_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, flag: str, module: str
+) -> None:
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")] + [module]:
+        monkeypatch.setitem(sys.modules, name, None)
+    argv = [flag] if flag == "--lsl" else [flag, "127.0.0.1:9000"]
+    extra = "lsl" if flag == "--lsl" else "osc"
+    with pytest.raises(OutputError, match=rf"pip install 'streamser\[{extra}\]'"):
+        live_output_config(args_of(*argv))
