@@ -42,24 +42,26 @@ LIBLSL_BASE_PORT, LIBLSL_PORT_RANGE = 16572, 32
 
 
 class Inlet:
-    """An inlet on the outlet with ``sid``, pulling every sample on a thread until it goes."""
+    """An inlet on the outlet with ``sid``, pulling every sample on a thread until it goes (or,
+    with ``recover``, as a recorder does: across the outlet's restarts, until stopped)."""
 
-    def __init__(self, sid: str) -> None:
+    def __init__(self, sid: str, recover: bool = False) -> None:
         found = pylsl.resolve_byprop("source_id", sid, timeout=RESOLVE_S)
         assert found, f"no LSL stream with source_id {sid!r}"
-        self.inlet = pylsl.StreamInlet(found[0], recover=False)
+        self.inlet = pylsl.StreamInlet(found[0], recover=recover)
         self.inlet.open_stream(timeout=RESOLVE_S)
         self.info = self.inlet.info(timeout=RESOLVE_S)
         self.samples: list[tuple[float, list[Any]]] = []
         """(timestamp, values) of each sample, in order."""
         self.first = threading.Event()
         self.ended = threading.Event()
+        self.stop = threading.Event()
         threading.Thread(target=self._pull, daemon=True).start()
 
     def _pull(self) -> None:
         deadline = time.monotonic() + 300
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not self.stop.is_set():
                 values, ts = self.inlet.pull_sample(timeout=0.2)
                 if values is not None:
                     self.samples.append((ts, values))
@@ -71,6 +73,13 @@ class Inlet:
 
     def wait_ended(self) -> list[tuple[float, list[Any]]]:
         assert self.ended.wait(60), "the outlet did not go away"
+        return self.samples
+
+    def wait_for(self, n: int, timeout_s: float = 60.0) -> list[tuple[float, list[Any]]]:
+        """The samples once there are ``n`` (or the deadline passed)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.samples) < n and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling a condition, with a deadline
         return self.samples
 
     def desc(self, path: str) -> str | None:
@@ -148,6 +157,26 @@ def test_a_fast_run_sends_every_estimate_with_its_metadata(tmp_path: Path) -> No
         f"{e} main" for e in speech_events(rows)
     ]
     assert f"lsl: {len(rows)} estimates" in err
+
+
+def test_a_restarted_run_is_picked_up_again_by_its_source_id(tmp_path: Path) -> None:
+    """A recorder's inlet recovers a lost stream that has a source_id: the same inlets get the
+    second run of the same input, as LabRecorder does when streamser restarts."""
+    argv = ["listen", "--input", str(SPEECH), "--fast", "--lsl", "--headless", "--model", TINY]
+    argv += ["--no-log"]
+    name = str(SPEECH.resolve())
+    first = start(argv, tmp_path)
+    affect = Inlet(source_id(name, "main"), recover=True)
+    markers = Inlet(markers_source_id(name), recover=True)
+    rows, _ = finish(first)
+    assert len(affect.wait_for(len(rows))) == len(rows)
+    second = start(argv, tmp_path)  # waits for its consumers: the inlets above, recovered
+    again, err = finish(second)
+    samples = affect.wait_for(len(rows) + len(again))
+    affect.stop.set()
+    markers.stop.set()
+    assert "no consumer" not in err and "not every stream has a consumer" not in err, err
+    check_values(samples, rows + again)
 
 
 def test_a_real_time_run_is_dated_to_capture_and_carries_a_mark(tmp_path: Path) -> None:
