@@ -213,6 +213,29 @@ def _add_stream_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_live_output_args(p: argparse.ArgumentParser) -> None:
+    """``--lsl``, ``--lsl-wait`` and ``--osc``: estimates and events to lab and creative tools."""
+    g = p.add_argument_group("live outputs (README: Live outputs)")
+    _switch(
+        g, "--lsl", "lsl", True,
+        "publish estimates and events as Lab Streaming Layer streams, one per analysed stream, "
+        "for LabRecorder (pip install 'streamser[lsl]')",
+    )  # fmt: skip
+    g.add_argument(
+        "--lsl-wait",
+        type=float,
+        metavar="S",
+        help="wait up to S seconds for a recorder to connect before the first estimate "
+        "(default: 10 for a file or a replay, 0 for a microphone)",
+    )
+    g.add_argument(
+        "--osc",
+        metavar="HOST:PORT",
+        help="send estimates and events as timetagged OSC bundles over UDP, e.g. "
+        "127.0.0.1:9000 (pip install 'streamser[osc]')",
+    )
+
+
 def _add_listen_args(p: argparse.ArgumentParser) -> None:
     _add_model_args(p)
     _add_speed_args(p)
@@ -235,6 +258,7 @@ def _add_listen_args(p: argparse.ArgumentParser) -> None:
     _add_log_dir(o, "where sessions are written")
     _switch(o, "--no-log", "log", False, "do not write a session")
     _switch(o, "--record", "record", True, "record the captured audio too")
+    _add_live_output_args(p)
 
 
 def _add_session_commands(sub: Any) -> None:
@@ -254,6 +278,7 @@ def _add_session_commands(sub: Any) -> None:
         "0 with --headless)",
     )
     _add_log_dir(replay)
+    _add_live_output_args(replay)
     replay.set_defaults(handler=_replay)
 
     mark = sub.add_parser("mark", help="mark an event in a running (or finished) session")

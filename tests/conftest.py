@@ -12,6 +12,13 @@ DATA_DIR = Path(__file__).parent / "data"
 ROOT_DIR = Path(__file__).parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+LSL_CONFIG = Path(__file__).parent / "lsl_api.cfg"
+# Lab Streaming Layer discovers peers by multicast on every network by default. This config keeps
+# discovery on this machine (queries to and answers from 127.0.0.1 only); liblsl reads it once, on
+# the first import of pylsl, so it is set here, before any test can import pylsl, and every
+# streamser process a test starts inherits it.
+os.environ["LSLAPICFG"] = str(LSL_CONFIG)
+
 
 def require_tools(*tools: str) -> None:
     """Skip when a system tool is missing on a developer machine; fail in CI, where it must run."""

@@ -12,6 +12,7 @@ from streamser.config import AudioConfig, ListenConfig, ModelConfig
 from streamser.console import hint, require_terminal, stop_on_signals
 from streamser.constants import PUBLISHED_WEIGHTS_BYTES
 from streamser.outputs.headless import exit_code, print_summary, run_headless
+from streamser.outputs.live import live_output_config, with_live_outputs
 from streamser.settings import build_config
 
 log = logging.getLogger("streamser")
@@ -57,6 +58,7 @@ def listen(args: argparse.Namespace) -> int:
     from streamser.model.errors import ModelError
 
     cfg = build_config(ListenConfig, vars(args))
+    outputs = live_output_config(args)  # a bad --osc or a missing library stops here, early
     if not cfg.headless:
         require_terminal("listen")
     try:
@@ -70,14 +72,16 @@ def listen(args: argparse.Namespace) -> int:
     except ModelError as e:
         raise ModelError(f"{e} ({demo_hint('the weights')})") from e
     from streamser.engine.pipeline import Pipeline
+    from streamser.session.marks import MarkFollower
     from streamser.session.sink import session_sink_for
 
     lg = cfg.logging
+    sink = session_sink_for(lg.log, lg.log_dir, lg.record)
     pipeline = Pipeline(
         cfg,
         model,
         source,
-        sink=session_sink_for(lg.log, lg.log_dir, lg.record),
+        sink=with_live_outputs(outputs, sink, follow_marks=MarkFollower),
         source_factory=reconnector(cfg.audio, source),
     )
     if cfg.headless:
