@@ -32,6 +32,8 @@ class NativeAudio:
     """The frames that hold recorded audio, as sorted, disjoint ``[start, end)`` spans on the
     recording's clock (native frames); frames outside them (before a session's recording
     started, during a mute) are not delivered and read as zeros. None: every frame (a file)."""
+    channels: int = 1
+    """Channels of each block (``--per-channel`` makes each its own stream)."""
 
     @property
     def spans(self) -> tuple[tuple[int, int], ...]:
@@ -58,4 +60,4 @@ def read_audio_file(path: Path) -> NativeAudio:
                 yield first, block
                 first += len(block)
 
-    return NativeAudio(source.sample_rate_hz, source.total_frames, blocks)
+    return NativeAudio(source.sample_rate_hz, source.total_frames, blocks, channels=source.channels)
