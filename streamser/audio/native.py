@@ -51,10 +51,18 @@ def read_audio_file(path: Path) -> NativeAudio:
     def blocks() -> Blocks:
         import soundfile as sf
 
+        from streamser.audio.devices import SourceError, one_line
+
         first = 0
         with sf.SoundFile(path) as f:
             while True:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                try:
+                    block = f.read(block_frames, dtype="float32", always_2d=True)
+                except Exception as e:  # a corrupt frame: the file fails, in one line
+                    raise SourceError(
+                        f"cannot decode {path} after {first / source.sample_rate_hz:.1f} s "
+                        f"({one_line(e)}): the file is damaged"
+                    ) from e
                 if len(block) == 0:
                     return
                 yield first, block

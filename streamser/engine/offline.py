@@ -192,14 +192,18 @@ class _StreamPreparer:
         self.windower = _SignalKeepingWindower(cfg)
         self.analyzer.windower = self.windower  # same geometry; it also keeps the signal
         self.rows: list[tuple[int, int, int, float, bool, bool, int]] = []
+        self.waiting: list[Window] = []
+        """Windows due, waiting for the speech detector to score their last frame."""
         self.left_out = 0
 
     def push(self, first: int, block: np.ndarray) -> None:
         self.analyzer.push_capture(first, block)
-        self._collect(self.analyzer.due_all())
+        self.waiting += self.analyzer.due_all()
+        self._settle(final=False)
 
     def finish(self) -> PreparedStream:
-        self._collect(self.analyzer.finish())
+        self.waiting += self.analyzer.finish()
+        self._settle(final=True)
         cols = list(zip(*self.rows)) if self.rows else [()] * 7
         return PreparedStream(
             spec=self.spec,
@@ -214,19 +218,33 @@ class _StreamPreparer:
             left_out=self.left_out,
         )
 
-    def _collect(self, windows: list[Window]) -> None:
-        for w in windows:
-            if self.keep is not None and not self.keep(w):
-                self.left_out += 1
-                continue
-            fraction = self.analyzer.speech_fraction(w)
-            speech = fraction is None or is_speech(fraction, self.cfg.vad_threshold)
-            run = speech or not self.cfg.skip_non_speech
-            speech_value = np.nan if fraction is None else fraction
-            dropped = self.analyzer.dropped_samples
-            self.rows.append(
-                (w.index, w.start_sample, w.end_sample, speech_value, speech, run, dropped)
-            )
+    def _settle(self, final: bool) -> None:
+        """Judge the waiting windows whose speech frames are all scored: a window falls due
+        with its last samples, but the speech detector scores whole 32 ms frames, so the frame
+        holding a window's last sample is scored only once the stream has reached that frame's
+        end (or has ended). Judged then, a window's speech fraction covers all of its samples,
+        whatever the block sizes, the batch, or the moment the window fell due."""
+        vad = self.analyzer.vad
+        scored = vad.frames_processed * vad.FRAME_SAMPLES if vad is not None else None
+        while self.waiting:
+            w = self.waiting[0]
+            if not final and scored is not None and scored < w.end_sample:
+                return
+            self.waiting.pop(0)
+            self._judge(w)
+
+    def _judge(self, w: Window) -> None:
+        if self.keep is not None and not self.keep(w):
+            self.left_out += 1
+            return
+        fraction = self.analyzer.speech_fraction(w)
+        speech = fraction is None or is_speech(fraction, self.cfg.vad_threshold)
+        run = speech or not self.cfg.skip_non_speech
+        speech_value = np.nan if fraction is None else fraction
+        dropped = self.analyzer.dropped_samples
+        self.rows.append(
+            (w.index, w.start_sample, w.end_sample, speech_value, speech, run, dropped)
+        )
 
 
 def prepare_audio(

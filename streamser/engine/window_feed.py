@@ -77,6 +77,14 @@ class WindowFeed:
         fed.submitted = True
         return self._completed()
 
+    def wait_oldest(self) -> list[FedFile]:
+        """Wait for the oldest file's windows; the files completed by then, in order."""
+        if self._files:
+            for futures in self._files[0].futures:
+                for f in futures:
+                    f.exception()
+        return self._completed()
+
     def drain(self) -> list[FedFile]:
         """Wait for every window submitted; the files not yet handed back, in order."""
         while self._outstanding:

@@ -57,6 +57,7 @@ from streamser.session.provenance import (
 )
 from streamser.session.results import (
     check_output,
+    drop_incomplete,
     has_rows,
     open_private,
     progress_path,
@@ -164,6 +165,8 @@ def analyze_files(
         }
         return describe(out, cfg, model, inputs_status.entries(), earlier_meta, run)
 
+    if has_rows(prog) and drop_incomplete(prog):
+        say("the rows of a file left half-written by an earlier run were dropped: it is redone")
     total_s = sum(durations[path] or 0.0 for path in todo)
     try:
         with ArchiveProgress(total_s, len(todo)) as bar:
@@ -241,7 +244,7 @@ def _analyze_all(
                 )
             bar.advance(info.duration_s)
 
-        if cfg.workers == 0:
+        if cfg.workers == 0 or len(todo) == 1:  # one file gains nothing from decoding ahead
             model = ExecutedModel(executor, executor.model)
             for path in todo:
                 result = _analyze_one(model, cfg, path, say, bar)

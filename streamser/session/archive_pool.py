@@ -1,14 +1,15 @@
 """An archive analysed with the model kept busy: decoding in worker processes, the model here.
 
 Decoding, resampling and speech detection cost CPU in proportion to the audio and need no
-model, so a bounded pool of worker processes (``concurrent.futures.ProcessPoolExecutor``,
-forkserver where the platform has it, else spawn: never a fork of a process whose threads hold
-torch's locks) prepares whole files (``archive_files.prepare_file``) ahead of the model, while
-this process feeds their windows to the one executor in large batches
-(``engine.window_feed``). At most ``files_in_flight`` files are decoded, waiting, or in the
-model at once, so memory stays flat however many files the archive holds (a file in flight
-holds its 16 kHz signal: 230 MB per hour of audio and stream). Files come back in the order
-they were given, so the rows are written in that order, each file's rows at once.
+model, so a bounded pool of worker processes (``concurrent.futures.ProcessPoolExecutor`` with
+the spawn context: never a fork of a process whose threads may hold torch's locks, and, unlike
+forkserver, no socket opened, not even a Unix one) prepares whole files
+(``archive_files.prepare_file``) ahead of the model, while this process feeds their windows
+to the one executor in large batches (``engine.window_feed``). At most ``files_in_flight``
+files are decoded, waiting, or in the model at once, so memory stays flat however many files
+the archive holds (a file in flight holds its 16 kHz signal: 230 MB per hour of audio and
+stream). Files come back in the order they were given, so the rows are written in that order,
+each file's rows at once.
 
 A worker process that dies (a decoder crash) breaks the pool: the file at the head is reported
 and skipped (the next run retries it), a new pool takes the others.
@@ -97,7 +98,11 @@ def analyze_in_pool(
                     done(info, fed.estimates)
 
         fill()
-        while queue:
+        while queue or feed.pending_files:
+            if not queue:  # every file in flight is in the model: wait for the oldest one
+                hand_back(feed.wait_oldest())
+                fill()
+                continue
             path, future = queue.popleft()
             try:
                 result = future.result()
@@ -124,8 +129,7 @@ class _Pool:
         self._pool = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        ctx = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
 
     def submit(self, path: str) -> Future[PreparedFile | FileFailure]:

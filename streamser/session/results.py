@@ -127,6 +127,27 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def drop_incomplete(path: Path) -> int:
+    """Cut from a JSONL progress file the rows of files without their summary rows (a run
+    killed while it wrote them) and a last line cut by a crash, so that the file, analysed
+    again, is not listed twice; the file is replaced atomically, and only when something is
+    cut. Returns the rows dropped."""
+    rows = read_rows(path)
+    done = {r.get("file") for r in rows if r.get("type") == "summary"}
+    kept = [r for r in rows if r.get("file") in done]
+    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept)
+    if len(kept) == len(rows) and path.exists() and path.stat().st_size == len(data.encode()):
+        return 0
+    tmp = path.with_name(path.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    with open_private(tmp, os.O_WRONLY | os.O_EXCL, "w") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(rows) - len(kept)
+
+
 def summary_row(
     file: str,
     estimates: list[dict[str, Any]],
