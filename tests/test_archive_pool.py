@@ -316,3 +316,15 @@ def test_a_file_left_half_written_is_redone_once(tmp_path: Path) -> None:
         (w["file"], w.get("window")) for w in want
     ]
     assert_same_windows(got, want)
+
+
+def test_the_progress_counts_hours_of_audio() -> None:
+    from streamser.session.archive_progress import ArchiveProgress
+
+    with ArchiveProgress(total_s=7200.0, files=3) as bar:
+        assert bar.hours_per_hour is None
+        bar.advance(1800.0)
+        text = bar._postfix()
+        assert text.startswith("0.50/2.00 h of audio, ") and text.endswith(" h/h"), text
+        rate = bar.hours_per_hour
+        assert rate is not None and rate > 1800.0 / 3600.0  # half an hour in under an hour

@@ -289,6 +289,13 @@ def _analyze_one(
     estimates: list[list[Estimate]] = []
     left_out: list[int] = []
     step_s = 1.0 / (audio.sample_rate_hz * len(specs))
+    advanced_s = 0.0
+
+    def progress(frames: int) -> None:
+        nonlocal advanced_s
+        advanced_s += frames * step_s
+        bar.advance(frames * step_s)
+
     try:
         for spec in specs:
             unrecorded = 0
@@ -296,20 +303,21 @@ def _analyze_one(
                 list(
                     analyze_audio(
                         model, cfg.windows, audio, batch=cfg.batch or 1,
-                        progress=lambda frames: bar.advance(frames * step_s),
+                        progress=progress,
                         keep=recorded if audio.recorded is not None else None, stream=spec,
                     )
                 )
             )  # fmt: skip
             left_out.append(unrecorded)
     except StreamserError as e:
+        bar.advance(-advanced_s)
         return e
+    bar.advance(-advanced_s)  # the file is counted whole once its rows are written
     partly = tuple(
         tuple(window_coverage(audio, e.t_start_s, e.t_end_s) == PARTLY for e in stream)
         for stream in estimates
     )
     duration_s = audio.frames / audio.sample_rate_hz
-    bar.advance(-duration_s)  # the blocks advanced it already; done() counts the file whole
     info = FileInfo(
         str(path), duration_s, tuple(s.name for s in specs), None, partly, tuple(left_out)
     )
