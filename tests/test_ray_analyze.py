@@ -291,3 +291,23 @@ def test_without_ray_installed_the_error_says_what_to_install(
     assert_one_line_error(r, "--ray writes Parquet")
     r = analyze(str(wav), "--actors", "2", "-o", str(tmp_path / "out.csv"))
     assert_one_line_error(r, "--actors needs --ray")
+
+
+def test_per_channel_streams_on_ray_equal_the_local_ones(work: Path, cluster: str) -> None:
+    x, rate = sf.read(ROOT_DIR / "assets" / "speech.wav", dtype="float32")
+    folder = work / "pairs"
+    folder.mkdir()
+    for k in range(2):
+        pair = np.stack([x[k * rate : (k + 4) * rate], 0.3 * x[(k + 5) * rate : (k + 9) * rate]], 1)
+        sf.write(folder / f"pair{k}.flac", pair, rate)
+    local, remote = work / "pairs-local.jsonl", work / "pairs-ray"
+    args = ("--per-channel", "--stream-names", "alice,bob")
+    assert analyze(str(folder), "-o", str(local), *args).returncode == 0
+    r = analyze(str(folder), "--ray", cluster, "-o", str(remote), *args)
+    assert r.returncode == 0, r.stderr
+    rows = windows_table(remote)
+    assert {row["stream"] for row in rows} == {"alice", "bob"}
+    assert_same_windows(rows, read_any(local))
+    assert sorted((s["file"], s["stream"]) for s in summary_table(remote)) == sorted(
+        (str(folder / f"pair{k}.flac"), name) for k in range(2) for name in ("alice", "bob")
+    )
