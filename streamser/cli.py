@@ -387,8 +387,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = sub.add_parser("analyze", help="analyse audio files offline, as fast as possible")
     analyze.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
-    analyze.add_argument("-o", "--output", required=True, help="result .jsonl, .csv or .parquet")
-    analyze.add_argument("--batch", type=int, help="windows per model call, 1 or more (default 8)")
+    analyze.add_argument(
+        "-o", "--output", required=True,
+        help="result .jsonl, .csv or .parquet (with --ray: .parquet or a directory)",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--batch", type=int,
+        help="windows per model call, 1 or more (default 8 on a CPU, 64 on a GPU)",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--workers", type=int,
+        help="processes that decode, resample and detect speech ahead of the model "
+        "(default: one per core but one, at most 8; 0: all in one process, file by file)",
+    )  # fmt: skip
+    r = analyze.add_argument_group("Ray (pip install 'streamser[ray]')")
+    r.add_argument(
+        "--ray", nargs="?", const="local", metavar="ADDRESS",
+        help="run on Ray: alone, a Ray started on this machine (loopback only); 'auto' or "
+        "ray://host:port: a running cluster ('ray start --head')",
+    )  # fmt: skip
+    r.add_argument(
+        "--actors", type=int, help="with --ray: model actors, one model each (default 1)"
+    )
     _add_model_args(analyze)
     _add_speed_args(analyze)
     _add_window_args(analyze)
