@@ -268,11 +268,12 @@ def _analyze_one(
     ``listen --fast`` runs it); the error when it fails."""
     from streamser.session.reader import is_session_dir, unclean_session_note
     from streamser.session.recording import PARTLY, UNRECORDED, open_native_audio, window_coverage
+    from streamser.session.streams import streams_to_analyse
 
     try:
         audio = open_native_audio(path)
         note = unclean_session_note(path) if is_session_dir(path) else None
-        specs = cfg.streams.resolve(audio.channels)
+        specs = streams_to_analyse(path, cfg.streams, audio.channels)
     except StreamserError as e:
         return e
     if note is not None:

@@ -65,12 +65,13 @@ def prepare_file(
         open_native_audio,
         window_coverage,
     )
+    from streamser.session.streams import streams_to_analyse
 
     p = Path(path)
     try:
         audio = open_native_audio(p)
         note = unclean_session_note(p) if is_session_dir(p) else None
-        specs = streams.resolve(audio.channels)
+        specs = streams_to_analyse(p, streams, audio.channels)
         keep = None
         if audio.recorded is not None:
             keep = lambda w: window_coverage(audio, w.t_start_s, w.t_end_s) != UNRECORDED  # noqa: E731

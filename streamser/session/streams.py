@@ -9,10 +9,12 @@ the HTML page all read the streams from here, so they agree on the names and the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from streamser.config import StreamConfig
 from streamser.contracts import MAIN_STREAM, Estimate, StreamSpec
-from streamser.session.reader import SessionData
+from streamser.session.reader import SessionData, is_session_dir, read_meta
 
 
 def listed_streams(meta: dict[str, Any]) -> list[StreamSpec]:
@@ -43,6 +45,20 @@ def stream_specs(meta: dict[str, Any], estimates: Iterable[Estimate]) -> tuple[S
             known.add(e.stream)
             specs.append(StreamSpec(e.stream, None))
     return tuple(specs) if specs else (MAIN_STREAM,)
+
+
+def streams_to_analyse(
+    path: Path, streams: StreamConfig, n_channels: int
+) -> tuple[StreamSpec, ...]:
+    """The streams an offline analysis of ``path`` follows: those the flags choose, or, for a
+    session recorded with ``--per-channel`` when no flag chooses, the session's own streams
+    (names and channels), so that re-analysing its recording reproduces every live stream."""
+    if streams.per_channel or not is_session_dir(path):
+        return streams.resolve(n_channels)
+    live = listed_streams(read_meta(path))
+    if live and all(s.channel is not None and s.channel < n_channels for s in live):
+        return tuple(live)
+    return streams.resolve(n_channels)
 
 
 def session_streams(session: SessionData) -> tuple[StreamSpec, ...]:
