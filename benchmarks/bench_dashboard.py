@@ -19,6 +19,10 @@ Measured per case, over the live phase only:
 - CPU share: process CPU time over wall time. Nothing else runs in the process but the replay
   thread, which only hands over one estimate at a time.
 
+``--streams N`` records an N-channel file (the speech, each channel a few seconds later than the
+last) with ``--per-channel``: the dashboard then draws a plot pair per stream (four at most) and
+every stream's trail, and the estimates per second are the streams' together.
+
 Run: ``.venv/bin/python benchmarks/bench_dashboard.py`` (about 6 minutes: 1 to 1.5 to record
 the session, 60 s per case). ``--session DIR`` reuses a recorded session. Wall times depend on
 what else the machine runs (the load average is printed with each case); CPU times much less.
@@ -50,6 +54,7 @@ from streamser.contracts import Estimate, StatusSnapshot, estimates_after
 from streamser.session.reader import SessionData, read_session
 from streamser.session.replay import ReplayController
 from streamser.tui.app import RANGE_STEPS_S, DashboardApp, make_app
+from streamser.tui.widgets import TrajectoryPlot
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 SPEECH_WAV = ROOT_DIR / "assets" / "speech.wav"
@@ -60,15 +65,25 @@ BUDGET_CPU_SHARE = 0.15
 # --- the session ---------------------------------------------------------------------------
 
 
-def record_session(minutes: float, hop_s: float, work_dir: Path) -> Path:
+STREAM_LAG_S = 3.7
+"""How much later each channel of a ``--streams`` recording starts the speech than the last."""
+
+
+def record_session(minutes: float, hop_s: float, work_dir: Path, streams: int = 1) -> Path:
     """Loop the demo speech to ``minutes`` of audio and analyse it as fast as the CPU allows,
-    one estimate every ``hop_s`` of audio."""
+    one estimate every ``hop_s`` of audio (per stream: with ``streams`` above one, one channel
+    per stream, each lagging the last by ``STREAM_LAG_S``)."""
     audio, rate_hz = soundfile.read(SPEECH_WAV, dtype="float32")
     wav = work_dir / "speech-loop.wav"
-    soundfile.write(wav, np.resize(audio, round(minutes * 60 * rate_hz)), rate_hz)
+    loop = np.resize(audio, round(minutes * 60 * rate_hz))
+    lag = round(STREAM_LAG_S * rate_hz)
+    channels = np.stack([np.roll(loop, k * lag) for k in range(streams)], axis=1)
+    soundfile.write(wav, channels, rate_hz)
     log_dir = work_dir / "sessions"
     cmd = [sys.executable, "-m", "streamser", "listen", "--input", str(wav), "--fast"]
     cmd += ["--headless", "--model", "demo", "--hop", str(hop_s), "--log-dir", str(log_dir)]
+    if streams > 1:
+        cmd.append("--per-channel")
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     (session_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
     return session_dir
@@ -156,14 +171,15 @@ def frame_probe(app: DashboardApp) -> Iterator[FrameLog]:
         if not log.recording or screen.app is not app:
             original_update(screen)
             return
-        plots_before = sum(p.renders for p in app.plots)
-        bodies_before = sum(p.body_renders for p in app.plots)
+        plots = list(app.query(TrajectoryPlot))  # two, or a pair per stream shown
+        plots_before = sum(p.renders for p in plots)
+        bodies_before = sum(p.body_renders for p in plots)
         log._bytes = 0
         w0, c0 = time.perf_counter(), time.thread_time()
         original_update(screen)
         wall, cpu = time.perf_counter() - w0, time.thread_time() - c0
-        rebuilt = sum(p.renders for p in app.plots) - plots_before
-        bodies = sum(p.body_renders for p in app.plots) - bodies_before
+        rebuilt = sum(p.renders for p in plots) - plots_before
+        bodies = sum(p.body_renders for p in plots) - bodies_before
         log.updates.append((wall, cpu, rebuilt, bodies, log._bytes))
 
     def encoding_display(self: App[Any], screen: Screen[Any], renderable: Any) -> None:
@@ -208,8 +224,10 @@ class Result:
 
 
 async def run_case(session: SessionData, case: Case, live_s: float) -> Result:
-    hop_s = statistics.median(np.diff([e.t_end_s for e in session.estimates]))
-    n_live = max(1, round(live_s * case.speed / hop_s))
+    first = session.estimates[0].stream
+    hop_s = statistics.median(np.diff([e.t_end_s for e in session.estimates if e.stream == first]))
+    n_streams = len({e.stream for e in session.estimates})
+    n_live = max(1, round(live_s * case.speed / hop_s)) * n_streams
     live = ReplayController(replace(session, estimates=continuation(session, n_live)), case.speed)
     app = make_app(ContinuedReplay(session, live))
     with frame_probe(app) as log:
@@ -307,6 +325,9 @@ def main() -> None:
     parser.add_argument("--live-s", type=float, default=60.0, help="live phase per case, s")
     parser.add_argument("--sizes", default="80x24,200x50")
     parser.add_argument(
+        "--streams", type=int, default=1, help="streams of the recorded session (--per-channel)"
+    )
+    parser.add_argument(
         "--cases",
         default="60:1,600:1",
         help="range_s:speed pairs (the plots' time range, the replay speed of the live phase)",
@@ -315,7 +336,7 @@ def main() -> None:
     print(machine())
     with tempfile.TemporaryDirectory(prefix="streamser-bench-") as tmp:
         t0 = time.perf_counter()
-        path = args.session or record_session(args.minutes, args.hop, Path(tmp))
+        path = args.session or record_session(args.minutes, args.hop, Path(tmp), args.streams)
         session = read_session(path)
         print(f"session {path}: {len(session.estimates)} estimates", end="")
         print(f" ({time.perf_counter() - t0:.0f} s to load or record)")

@@ -219,6 +219,29 @@ def _add_stream_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_live_output_args(p: argparse.ArgumentParser) -> None:
+    """``--lsl``, ``--lsl-wait`` and ``--osc``: estimates and events to lab and creative tools."""
+    g = p.add_argument_group("live outputs (README: Live outputs)")
+    _switch(
+        g, "--lsl", "lsl", True,
+        "publish estimates and events as Lab Streaming Layer streams, one per analysed stream, "
+        "for LabRecorder (pip install 'streamser[lsl]')",
+    )  # fmt: skip
+    g.add_argument(
+        "--lsl-wait",
+        type=float,
+        metavar="S",
+        help="wait up to S seconds for a recorder to connect before the first estimate "
+        "(default: 10 for a file or a replay, 0 for a microphone)",
+    )
+    g.add_argument(
+        "--osc",
+        metavar="HOST:PORT",
+        help="send estimates and events as timetagged OSC bundles over UDP, e.g. "
+        "127.0.0.1:9000 (pip install 'streamser[osc]')",
+    )
+
+
 def _add_listen_args(p: argparse.ArgumentParser) -> None:
     _add_model_args(p)
     _add_speed_args(p)
@@ -241,6 +264,7 @@ def _add_listen_args(p: argparse.ArgumentParser) -> None:
     _add_log_dir(o, "where sessions are written")
     _switch(o, "--no-log", "log", False, "do not write a session")
     _switch(o, "--record", "record", True, "record the captured audio too")
+    _add_live_output_args(p)
 
 
 def _add_session_commands(sub: Any) -> None:
@@ -260,6 +284,7 @@ def _add_session_commands(sub: Any) -> None:
         "0 with --headless)",
     )
     _add_log_dir(replay)
+    _add_live_output_args(replay)
     replay.set_defaults(handler=_replay)
 
     mark = sub.add_parser("mark", help="mark an event in a running (or finished) session")
@@ -371,8 +396,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = sub.add_parser("analyze", help="analyse audio files offline, as fast as possible")
     analyze.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
-    analyze.add_argument("-o", "--output", required=True, help="result .jsonl, .csv or .parquet")
-    analyze.add_argument("--batch", type=int, help="windows per model call, 1 or more (default 8)")
+    analyze.add_argument(
+        "-o", "--output", required=True,
+        help="result .jsonl, .csv or .parquet (with --ray: .parquet or a directory)",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--batch", type=int,
+        help="windows per model call, 1 or more (default 8 on a CPU, 64 on a GPU)",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--workers", type=int,
+        help="processes that decode, resample and detect speech ahead of the model "
+        "(default: one per core but one, at most 8; 0: all in one process, file by file)",
+    )  # fmt: skip
+    r = analyze.add_argument_group("Ray (pip install 'streamser[ray]')")
+    r.add_argument(
+        "--ray", nargs="?", const="local", metavar="ADDRESS",
+        help="run on Ray: alone, a Ray started on this machine (loopback only); 'auto' or "
+        "ray://host:port: a running cluster ('ray start --head')",
+    )  # fmt: skip
+    r.add_argument(
+        "--actors", type=int, help="with --ray: model actors, one model each (default 1)"
+    )
     _add_model_args(analyze)
     _add_speed_args(analyze)
     _add_window_args(analyze)

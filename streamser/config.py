@@ -161,6 +161,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("logging", "record",      "record",          "--record",           "record", bool),
     _S(None, "headless",         "headless",        "--headless",         kind=bool),
     _S(None, "batch",            "batch",           "--batch",            kind=int, lo=1),
+    _S(None, "workers",          "workers",         "--workers",          kind=int, lo=0),
+    _S(None, "ray",              "ray",             "--ray"),
+    _S(None, "actors",           "actors",          "--actors",           kind=int, lo=1),
     _S(None, "output",           "output",          "--output",           path=True),
 )
 # fmt: on
@@ -382,10 +385,21 @@ class AnalyzeConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     streams: StreamConfig = field(default_factory=StreamConfig)
-    batch: int = 8
-    """Windows per model call."""
+    batch: int | None = None
+    """Windows per model call; None: sized for the device (``ANALYZE_BATCH_CPU`` or
+    ``ANALYZE_BATCH_GPU``)."""
     output: str = "analysis.jsonl"
-    """The result: ``.jsonl`` (also the progress file), ``.csv`` or ``.parquet``."""
+    """The result: ``.jsonl`` (also the progress file), ``.csv`` or ``.parquet``; with ``ray``
+    also a directory of Parquet files."""
+    workers: int | None = None
+    """Processes that decode, resample and detect speech ahead of the model; 0 does it all in
+    this process, one file after the other; None: one per core but one (at most
+    ``ANALYZE_MAX_WORKERS``)."""
+    ray: str | None = None
+    """Run on Ray: ``local`` (a Ray started on this machine, loopback only), ``auto`` or an
+    address (``ray://host:port``, ``host:port``) of a running cluster; None: no Ray."""
+    actors: int | None = None
+    """With ``ray``: model actors (one model load each); None: one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -395,6 +409,14 @@ class AnalyzeConfig:
         self.windows.validate()
         self.streams.validate()
         check_fields(self, None)
+        if self.ray is None and self.actors is not None:
+            raise ConfigError("--actors needs --ray (the model actors of a Ray run)")
+        if self.ray is not None:
+            if self.output.endswith((".jsonl", ".csv")):
+                raise ConfigError(
+                    f"-o {self.output}: --ray writes Parquet: name a .parquet file or a directory"
+                )
+            return self
         if not self.output.endswith(OUTPUT_FORMATS):
             raise ConfigError(f"-o {self.output}: use a name ending in {', '.join(OUTPUT_FORMATS)}")
         return self

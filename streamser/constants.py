@@ -77,3 +77,14 @@ MAX_STREAMS = 64
 EXPORT_FORMATS: tuple[str, ...] = ("elan", "textgrid", "csv")
 """What ``streamser export`` writes: an ELAN ``.eaf``, a Praat ``.TextGrid`` or a CSV table; here
 so the CLI parser imports no session code."""
+# ``streamser analyze``: windows per model call when ``--batch`` is not given. On a CPU a larger
+# batch buys little per window (benchmarks/README.md: 1.64 / 1.40 / 1.45 s per window at batch
+# 1 / 4 / 16) and costs memory; a GPU needs many windows per call to be kept busy.
+ANALYZE_BATCH_CPU = 8
+ANALYZE_BATCH_GPU = 64
+
+# ``streamser analyze``: at most this many decoding worker processes by default (one core is left
+# to the model), and this many files in flight per worker (decoded, or waiting for the model):
+# what bounds the memory an archive of any size takes.
+ANALYZE_MAX_WORKERS = 8
+ANALYZE_FILES_PER_WORKER = 2

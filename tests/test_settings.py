@@ -128,7 +128,7 @@ def test_analyze_honours_the_config_file() -> None:
     cfg = build_config(AnalyzeConfig, flags("analyze", "x.wav", "-o", "out.csv"), file=file)
     assert cfg.windows.hop_s == 0.5 and cfg.windows.vad_threshold == 0.7
     assert cfg.model == ModelConfig(model="demo", compute="cpu")
-    assert cfg.batch == 8 and cfg.output == "out.csv"
+    assert cfg.batch is None and cfg.output == "out.csv"  # None: sized for the device
     cfg = build_config(
         AnalyzeConfig, flags("analyze", "x", "-o", "o.jsonl", "--batch", "3"), file={}
     )

@@ -128,7 +128,7 @@ async def test_estimates_from_an_engine_thread_all_reach_the_plots() -> None:
         engine.join()
         await pilot.pause()
         assert app.received == n and app.latest is not None and app.latest.seq == n - 1
-        assert len(app._track) == n
+        assert len(app.tracks.tracks["main"]) == n
         # the burst was queued before the loop ran: far fewer reads than estimates
         assert controller.history_calls >= 1 and controller.history_calls < n
 
@@ -155,7 +155,7 @@ def test_history_covers_ten_minutes_at_the_smallest_hop() -> None:
     with pytest.raises(ConfigError, match="--hop"):
         ListenConfig(windows=WindowConfig(hop_s=MIN_HOP_S * 0.99)).validate()
     app = make_app(ScriptedController())
-    assert app._track.capacity == HISTORY_MAX_ESTIMATES
+    assert app.tracks.capacity == HISTORY_MAX_ESTIMATES
     assert RANGE_STEPS_S[-1] <= HISTORY_MAX_ESTIMATES * MIN_HOP_S
 
 

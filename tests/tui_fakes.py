@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from streamser.constants import WINDOW_S
-from streamser.contracts import Estimate, StatusSnapshot, estimates_after
+from streamser.contracts import Estimate, StatusSnapshot, StreamStatus, estimates_after
 
 BASE_STATUS = StatusSnapshot(
     device="USB Microphone (hw:2,0)",
@@ -102,6 +102,52 @@ def scripted_estimates(
         )
         for seq in range(start, start + n)
     ]
+
+
+STREAM_NAMES = ("alice", "bob", "carol", "dave", "erin", "frank")
+"""Streams of a scripted ``--per-channel`` run, in channel order."""
+
+
+def scripted_streams(
+    n_windows: int, names: tuple[str, ...], *, start: int = 0, hop_s: float = 0.5
+) -> list[Estimate]:
+    """``n_windows`` windows of each stream in ``names``, interleaved as a ``--per-channel`` run
+    produces them: one ``seq`` over all streams, ``window`` and the clock per stream. Each
+    stream follows the scripted trajectory at its own phase and has its non-speech stretches
+    at other times, so every stream's plots look different."""
+    out = []
+    for window in range(start, start + n_windows):
+        for k, name in enumerate(names):
+            speech = (window + 13 * k) % 40 < 32
+            e = scripted_estimate(window + 23 * k, hop_s=hop_s, speech=speech)
+            t_end = WINDOW_S + window * hop_s
+            out.append(
+                replace(
+                    e,
+                    seq=window * len(names) + k,
+                    window=window,
+                    t_start_s=t_end - WINDOW_S,
+                    t_end_s=t_end,
+                    stream=name,
+                )
+            )
+    return out
+
+
+def streams_status(names: tuple[str, ...], **changes: Any) -> StatusSnapshot:
+    """``BASE_STATUS`` for a run with a stream per name, each a little quieter than the last."""
+    streams = tuple(
+        StreamStatus(
+            name=name,
+            level_dbfs=-18.0 - 6.0 * k,
+            clipping=False,
+            silence_warning=None,
+            estimates=0,
+            skipped_windows=0,
+        )
+        for k, name in enumerate(names)
+    )
+    return replace(BASE_STATUS, streams=streams, **changes)
 
 
 class ScriptedController:

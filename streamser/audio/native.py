@@ -32,6 +32,8 @@ class NativeAudio:
     """The frames that hold recorded audio, as sorted, disjoint ``[start, end)`` spans on the
     recording's clock (native frames); frames outside them (before a session's recording
     started, during a mute) are not delivered and read as zeros. None: every frame (a file)."""
+    channels: int = 1
+    """Channels of each block (``--per-channel`` makes each its own stream)."""
 
     @property
     def spans(self) -> tuple[tuple[int, int], ...]:
@@ -49,13 +51,21 @@ def read_audio_file(path: Path) -> NativeAudio:
     def blocks() -> Blocks:
         import soundfile as sf
 
+        from streamser.audio.devices import SourceError, one_line
+
         first = 0
         with sf.SoundFile(path) as f:
             while True:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                try:
+                    block = f.read(block_frames, dtype="float32", always_2d=True)
+                except Exception as e:  # a corrupt frame: the file fails, in one line
+                    raise SourceError(
+                        f"cannot decode {path} after {first / source.sample_rate_hz:.1f} s "
+                        f"({one_line(e)}): the file is damaged"
+                    ) from e
                 if len(block) == 0:
                     return
                 yield first, block
                 first += len(block)
 
-    return NativeAudio(source.sample_rate_hz, source.total_frames, blocks)
+    return NativeAudio(source.sample_rate_hz, source.total_frames, blocks, channels=source.channels)

@@ -2,13 +2,14 @@
 
 The work (checking the output, finding the files, picking a session's model, resuming, the CSV
 and Parquet results, the provenance file) is :func:`streamser.session.analysis.analyze_files`;
-see there.
+see there. With ``--ray`` it is :func:`streamser.session.ray_analyze.analyze_on_ray`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from streamser.config import AnalyzeConfig
 from streamser.settings import build_config, read_config_file
@@ -21,7 +22,12 @@ def analyze(args: argparse.Namespace) -> int:
     file_settings = read_config_file()
     cfg = build_config(AnalyzeConfig, vars(args), file=file_settings)
     model_given = args.model is not None or file_settings.get("model") is not None
-    result = analyze_files(args.inputs, cfg, load_for, say=_say, model_given=model_given)
+    if cfg.ray is not None:
+        from streamser.session.ray_analyze import analyze_on_ray
+
+        result: Any = analyze_on_ray(args.inputs, cfg, load_for, say=_say)
+    else:
+        result = analyze_files(args.inputs, cfg, load_for, say=_say, model_given=model_given)
     notes = []
     if result.unrecorded_windows:
         notes.append(f"{result.unrecorded_windows} window(s) without recorded audio left out")

@@ -13,6 +13,7 @@ from streamser.console import hint, require_terminal, stop_on_signals
 from streamser.constants import PUBLISHED_WEIGHTS_BYTES
 from streamser.labels import DEMO_WARNING
 from streamser.outputs.headless import exit_code, print_summary, run_headless
+from streamser.outputs.live import live_output_config, with_live_outputs
 from streamser.settings import build_config
 
 log = logging.getLogger("streamser")
@@ -58,6 +59,7 @@ def listen(args: argparse.Namespace) -> int:
     from streamser.model.errors import ModelError
 
     cfg = build_config(ListenConfig, vars(args))
+    outputs = live_output_config(args)  # a bad --osc or a missing library stops here, early
     if not cfg.headless:
         require_terminal("listen")
     try:
@@ -67,6 +69,7 @@ def listen(args: argparse.Namespace) -> int:
             raise SourceError(f"{e} ({demo_hint('a microphone')})") from e
         raise
     from streamser.engine.pipeline import Pipeline
+    from streamser.session.marks import MarkFollower
     from streamser.session.sink import session_sink_for
 
     lg = cfg.logging
@@ -78,11 +81,12 @@ def listen(args: argparse.Namespace) -> int:
             model = load_for(cfg.model)
         except ModelError as e:
             raise ModelError(f"{e} ({demo_hint('the weights')})") from e
+    sink = session_sink_for(lg.log, lg.log_dir, lg.record)
     pipeline = Pipeline(
         cfg,
         model,
         source,
-        sink=session_sink_for(lg.log, lg.log_dir, lg.record),
+        sink=with_live_outputs(outputs, sink, follow_marks=MarkFollower),
         source_factory=reconnector(cfg.audio, source),
         **remote,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from streamser.config import ConfigError, LogConfig
 from streamser.console import hint, require_terminal, write_out
+from streamser.contracts import Estimate
 from streamser.session.errors import SessionError
 from streamser.settings import build_config
 
@@ -51,10 +52,12 @@ def replay_speed(args: argparse.Namespace) -> float:
 
 def replay(args: argparse.Namespace) -> int:
     """Re-emit a session's estimates at their recorded pace (or faster), headless or on screen."""
+    from streamser.outputs.live import live_output_config, replay_outputs
     from streamser.session.reader import read_session, resolve_session
     from streamser.session.replay import replay_paced
 
     speed = replay_speed(args)
+    outputs = live_output_config(args)
     if not args.headless:
         require_terminal("replay")
     session = read_session(resolve_session(args.session, sessions_root(args)))
@@ -64,15 +67,22 @@ def replay(args: argparse.Namespace) -> int:
             f"replaying the {len(session.estimates)} estimates it logged",
             file=sys.stderr,
         )
-    if args.headless:
-        from streamser.outputs.headless import estimate_line
+    with replay_outputs(outputs, session, speed) as feed:  # sends nowhere without --lsl, --osc
+        if args.headless:
+            from streamser.outputs.headless import estimate_line
 
-        replay_paced(session, speed, lambda est: write_out(estimate_line(est)))
-        return 0
-    from streamser.session.replay import ReplayController
-    from streamser.tui.app import make_app
+            def emit(est: Estimate) -> None:
+                write_out(estimate_line(est))
+                feed(est)
 
-    make_app(ReplayController(session, speed=speed), title="streamser replay").run()
+            replay_paced(session, speed, emit)
+            return 0
+        from streamser.session.replay import ReplayController
+        from streamser.tui.app import make_app
+
+        controller = ReplayController(session, speed=speed)
+        controller.subscribe(feed)
+        make_app(controller, title="streamser replay").run()
     return 0
 
 

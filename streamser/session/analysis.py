@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,11 +33,15 @@ from typing import Any, NoReturn
 
 from streamser.audio.windows import Window
 from streamser.config import AnalyzeConfig, ConfigError, ModelConfig
-from streamser.contracts import AnalysisModel
+from streamser.constants import ANALYZE_BATCH_CPU, ANALYZE_BATCH_GPU
+from streamser.contracts import AnalysisModel, Estimate
 from streamser.engine.executed_model import ExecutedModel
 from streamser.engine.executor import Executor, ExecutorConfig
 from streamser.engine.offline import analyze_audio
 from streamser.errors import StreamserError
+from streamser.session.archive_files import FileInfo, file_rows
+from streamser.session.archive_pool import BATCHES_OUTSTANDING, PoolSettings, analyze_in_pool
+from streamser.session.archive_progress import ArchiveProgress
 from streamser.session.files import write_json_atomic
 from streamser.session.inputs import discover, done_names, readable, resolved
 from streamser.session.provenance import (
@@ -54,12 +57,12 @@ from streamser.session.provenance import (
 )
 from streamser.session.results import (
     check_output,
+    drop_incomplete,
     has_rows,
     open_private,
     progress_path,
     read_final,
     read_rows,
-    summary_row,
     write_final,
 )
 
@@ -132,7 +135,8 @@ def analyze_files(
         if len(files) > 1:  # a single input's failure is the run's one-line error instead
             say(f"skipped {path}: {e}")
 
-    todo = [path for path in todo if readable(path, skip)]
+    durations = {path: readable(path, skip) for path in todo}
+    todo = [path for path in todo if durations[path] is not None]
     if failures and len(failures) == len(files):
         _fail_without_output(failures)
     had_progress = prog.exists()
@@ -146,7 +150,10 @@ def analyze_files(
             f"{e} (the model of the sessions' live runs: choose another with --model)"
         ) from e
     check_same_model(out, earlier_meta, model)
-    executor = Executor(model, ExecutorConfig(max_batch=cfg.batch)).start()
+    cfg = replace(cfg, batch=cfg.batch or default_batch(model.compute_info().device))
+    batch = cfg.batch or 1
+    max_pending = max(ExecutorConfig().max_pending, BATCHES_OUTSTANDING * batch)
+    executor = Executor(model, ExecutorConfig(max_batch=batch, max_pending=max_pending)).start()
     counts = _Counts()
     finished = False
 
@@ -158,10 +165,12 @@ def analyze_files(
         }
         return describe(out, cfg, model, inputs_status.entries(), earlier_meta, run)
 
+    if has_rows(prog) and drop_incomplete(prog):
+        say("the rows of a file left half-written by an earlier run were dropped: it is redone")
+    total_s = sum(durations[path] or 0.0 for path in todo)
     try:
-        _analyze_all(
-            ExecutedModel(executor, model), cfg, todo, prog, skip, say, inputs_status, counts
-        )
+        with ArchiveProgress(total_s, len(todo)) as bar:
+            _analyze_all(executor, cfg, todo, prog, skip, say, inputs_status, counts, bar)
         finished = True
     finally:
         executor.stop(drain=False)
@@ -197,8 +206,13 @@ class _Counts:
         }
 
 
+def default_batch(device: str) -> int:
+    """Windows per model call when ``--batch`` is not given: many on a GPU, few on a CPU."""
+    return ANALYZE_BATCH_GPU if device == "cuda" else ANALYZE_BATCH_CPU
+
+
 def _analyze_all(
-    model: AnalysisModel,
+    executor: Executor,
     cfg: AnalyzeConfig,
     todo: list[Path],
     prog: Path,
@@ -206,40 +220,62 @@ def _analyze_all(
     say: Callable[[str], None],
     inputs_status: InputsStatus,
     counts: _Counts,
+    bar: ArchiveProgress,
 ) -> None:
-    """Analyse ``todo`` in order, appending each file's rows to ``prog`` once it is complete."""
+    """Analyse ``todo`` in order, appending each file's rows to ``prog`` once it is complete:
+    in a pool of decoding processes (:mod:`archive_pool`), or with ``--workers 0`` here, one
+    file after the other."""
     with open_private(prog, os.O_WRONLY | os.O_APPEND, "a") as sink:
-        for path in todo:
-            rows = _analyze_one(model, cfg, path, skip, say)
-            if rows is None:
-                continue
+
+        def done(info: FileInfo, estimates: list[list[Estimate]]) -> None:
+            rows = file_rows(info, estimates, cfg.windows.hop_s)
             sink.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
             sink.flush()
-            inputs_status.set(str(path), "done")
+            inputs_status.set(info.path, "done")
             counts.analysed += 1
-            counts.windows += len(rows) - 1
-            counts.unrecorded += int(rows[-1]["unrecorded_windows"])
+            counts.windows += sum(len(e) for e in estimates)
+            counts.unrecorded += sum(info.left_out)
+            partly = sum(sum(p) for p in info.partly)
+            if sum(info.left_out) or partly:
+                say(
+                    f"{info.path}: {sum(info.left_out)} window(s) left out, holding no recorded "
+                    "audio (before recording started, or while it was stopped or muted); "
+                    f"{partly} only partly recorded (partly_recorded)"
+                )
+            bar.advance(info.duration_s)
+
+        if cfg.workers == 0 or len(todo) == 1:  # one file gains nothing from decoding ahead
+            model = ExecutedModel(executor, executor.model)
+            for path in todo:
+                result = _analyze_one(model, cfg, path, say, bar)
+                if isinstance(result, Exception):
+                    skip(path, result)
+                else:
+                    done(*result)
+            return
+        settings = PoolSettings.of(cfg, cfg.batch or 1)
+        analyze_in_pool(executor, cfg, settings, todo, done, skip, say)
 
 
 def _analyze_one(
     model: AnalysisModel,
     cfg: AnalyzeConfig,
     path: Path,
-    skip: Callable[[Path, Exception], None],
     say: Callable[[str], None],
-) -> list[dict[str, Any]] | None:
-    """The window rows and the summary row of one file; None (and ``skip``) when it fails."""
-    from tqdm import tqdm
-
+    bar: ArchiveProgress,
+) -> tuple[FileInfo, list[list[Estimate]]] | StreamserError:
+    """Every stream's estimates of one file, in this process (the analyzer with its model, as
+    ``listen --fast`` runs it); the error when it fails."""
     from streamser.session.reader import is_session_dir, unclean_session_note
     from streamser.session.recording import PARTLY, UNRECORDED, open_native_audio, window_coverage
+    from streamser.session.streams import streams_to_analyse
 
     try:
         audio = open_native_audio(path)
         note = unclean_session_note(path) if is_session_dir(path) else None
+        specs = streams_to_analyse(path, cfg.streams, audio.channels)
     except StreamserError as e:
-        skip(path, e)
-        return None
+        return e
     if note is not None:
         say(note)
     unrecorded = 0
@@ -251,32 +287,42 @@ def _analyze_one(
             return False
         return True
 
-    rows: list[dict[str, Any]] = []
-    with tqdm(
-        total=audio.frames, desc=path.name[:30], unit="fr", unit_scale=True,
-        file=sys.stderr, leave=False, disable=None,
-    ) as bar:  # fmt: skip
-        try:
-            for est in analyze_audio(
-                model, cfg.windows, audio, batch=cfg.batch, progress=bar.update,
-                keep=recorded if audio.recorded is not None else None,
-            ):  # fmt: skip
-                row = {"type": "window", "file": str(path), **est.to_json_dict()}
-                if window_coverage(audio, est.t_start_s, est.t_end_s) == PARTLY:
-                    row["partly_recorded"] = True
-                rows.append(row)
-        except StreamserError as e:
-            skip(path, e)
-            return None
-    partly = sum(1 for r in rows if r.get("partly_recorded"))
-    if unrecorded or partly:
-        say(
-            f"{path}: {unrecorded} window(s) left out, holding no recorded audio (before "
-            f"recording started, or while it was stopped or muted); {partly} only partly "
-            "recorded (partly_recorded)"
-        )
-    rows.append(summary_row(str(path), rows, audio.frames / audio.sample_rate_hz, unrecorded))
-    return rows
+    estimates: list[list[Estimate]] = []
+    left_out: list[int] = []
+    step_s = 1.0 / (audio.sample_rate_hz * len(specs))
+    advanced_s = 0.0
+
+    def progress(frames: int) -> None:
+        nonlocal advanced_s
+        advanced_s += frames * step_s
+        bar.advance(frames * step_s)
+
+    try:
+        for spec in specs:
+            unrecorded = 0
+            estimates.append(
+                list(
+                    analyze_audio(
+                        model, cfg.windows, audio, batch=cfg.batch or 1,
+                        progress=progress,
+                        keep=recorded if audio.recorded is not None else None, stream=spec,
+                    )
+                )
+            )  # fmt: skip
+            left_out.append(unrecorded)
+    except StreamserError as e:
+        bar.advance(-advanced_s)
+        return e
+    bar.advance(-advanced_s)  # the file is counted whole once its rows are written
+    partly = tuple(
+        tuple(window_coverage(audio, e.t_start_s, e.t_end_s) == PARTLY for e in stream)
+        for stream in estimates
+    )
+    duration_s = audio.frames / audio.sample_rate_hz
+    info = FileInfo(
+        str(path), duration_s, tuple(s.name for s in specs), None, partly, tuple(left_out)
+    )
+    return info, estimates
 
 
 def _fail_without_output(failures: list[Exception]) -> NoReturn:

@@ -43,6 +43,7 @@ from streamser.contracts import Estimate
 from streamser.labels import CLASS_NAMES, DEMO_WARNING
 from streamser.session.catalog import is_demo_model, model_label
 from streamser.session.reader import SessionData
+from streamser.session.streams import session_streams
 from streamser.version import __version__
 
 CLASS_TIER, AROUSAL_TIER, VALENCE_TIER, SPEECH_TIER = "class", "arousal", "valence", "speech"
@@ -103,7 +104,7 @@ class SessionTiers:
 def session_tiers(session: SessionData, media_end_s: float = 0.0) -> SessionTiers:
     """Build the tiers of ``session``; ``media_end_s`` (the exported recording's length)
     extends the time domain so the annotation and the audio end together."""
-    streams = stream_names(session.meta, session.estimates)
+    streams = tuple(spec.name for spec in session_streams(session))
     prefixed = streams != (DEFAULT_STREAM_NAME,)
     tiers: list[Tier] = []
     for stream in streams:
@@ -123,20 +124,6 @@ def session_tiers(session: SessionData, media_end_s: float = 0.0) -> SessionTier
         end_s=max(MIN_END_S, *ends),
         notes=session_notes(session),
     )
-
-
-def stream_names(meta: dict[str, Any], estimates: Iterable[Estimate]) -> tuple[str, ...]:
-    """The session's streams: those meta.json lists, then any other an estimate names, in the
-    order first seen; a session that names none has the one stream ``main``."""
-    names: dict[str, None] = {}
-    listed = meta.get("streams")
-    if isinstance(listed, list):
-        for spec in listed:
-            if isinstance(spec, dict) and spec.get("name") is not None:
-                names[str(spec["name"])] = None
-    for e in estimates:
-        names.setdefault(e.stream, None)
-    return tuple(names) or (DEFAULT_STREAM_NAME,)
 
 
 def hop_intervals(estimates: Iterable[Estimate]) -> list[tuple[Estimate, float, float]]:

@@ -75,16 +75,17 @@ def resolved(path: Path) -> Path:
         return path.absolute()
 
 
-def readable(path: Path, skip: Callable[[Path, Exception], None]) -> bool:
-    """Whether ``path`` opens as audio (or a session with a recording); else ``skip`` it."""
+def readable(path: Path, skip: Callable[[Path, Exception], None]) -> float | None:
+    """The duration in seconds of ``path`` when it opens as audio (or a session with a
+    recording), its header read, nothing decoded; else None, and ``skip`` it."""
     from streamser.session.recording import open_native_audio
 
     try:
-        open_native_audio(path)
+        audio = open_native_audio(path)
     except StreamserError as e:
         skip(path, e)
-        return False
-    return True
+        return None
+    return audio.frames / audio.sample_rate_hz
 
 
 def done_names(summaries: list[dict[str, Any]]) -> dict[str, str]:

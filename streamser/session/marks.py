@@ -174,3 +174,39 @@ def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+class MarkFollower:
+    """Reads the marks a running session gains, as they are appended to marks.jsonl by the
+    dashboard or by ``streamser mark`` from another process (a synchronous stage: call
+    :meth:`poll` as often as you like).
+
+    The file is the one place both kinds of mark meet, so following it sees each mark once.
+    Only complete lines are read; a line still being written is left for the next poll, and a
+    line that is not a mark is passed over.
+    """
+
+    def __init__(self, session_dir: Path) -> None:
+        self.path = Path(session_dir) / MARKS_NAME
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> list[tuple[float, str]]:
+        """The ``(t_s, note)`` of each mark appended since the last poll, in file order."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            return []
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        out: list[tuple[float, str]] = []
+        for raw in lines:
+            try:
+                record = json.loads(raw.decode("utf-8"))
+                t_s = _valid_mark_time(record["t_s"])
+            except (ValueError, KeyError, TypeError, SessionError):
+                continue
+            out.append((t_s, str(record.get("note", ""))))
+        return out

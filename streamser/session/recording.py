@@ -42,6 +42,7 @@ def recording_audio(session_dir: Path) -> NativeAudio:
         max(s.end_frame for s in segments),
         blocks,
         recorded=recorded_spans(segments),
+        channels=segments[0].channels,
     )
 
 

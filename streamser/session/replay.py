@@ -3,7 +3,9 @@
 :class:`ReplayController` implements the dashboard's controller protocol over a session read from
 disk: a thread re-emits the logged estimates at their recorded pace (times ``speed``), so the same
 dashboard code serves live runs and replays. Marks made during a replay are added to the session
-at the replayed stream time; muting and recording do not apply to a replay.
+at the replayed stream time; muting and recording do not apply to a replay. A session of several
+streams (``--per-channel``) replays them interleaved as they were logged, and the status lists
+each stream, from meta.json or, for a session that does not list them, from its estimates.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from streamser.console import stop_on_signals
-from streamser.contracts import Estimate, StatusSnapshot, estimates_after
+from streamser.contracts import Estimate, StatusSnapshot, StreamStatus, estimates_after
 from streamser.session.marks import append_mark
 from streamser.session.reader import SessionData
+from streamser.session.streams import session_streams
 
 JOIN_TIMEOUT_S = 2.0
 
@@ -36,6 +39,10 @@ class ReplayController:
         self.finished = threading.Event()
         self._thread: threading.Thread | None = None
         self.note: str | None = None
+        self.streams = tuple(spec.name for spec in session_streams(session))
+        """The session's streams, in the run's order."""
+        self._latest: dict[str, Estimate] = {}
+        self._counts = dict.fromkeys(self.streams, 0)
 
     # -- protocol -----------------------------------------------------------------------
 
@@ -77,6 +84,18 @@ class ReplayController:
         compute: dict[str, Any] = meta.get("compute") or {}
         with self._lock:
             last = self._emitted[-1] if self._emitted else None
+            latest = dict(self._latest)
+            streams = tuple(
+                StreamStatus(
+                    name=name,
+                    level_dbfs=None,
+                    clipping=False,
+                    silence_warning=None,
+                    estimates=self._counts[name],
+                    skipped_windows=latest[name].skipped_windows if name in latest else 0,
+                )
+                for name in self.streams
+            )
         hop = ((meta.get("config") or {}).get("windows") or {}).get("hop_s", 1.0)
         return StatusSnapshot(
             device=f"replay of {self.session.session_id} ({audio.get('source', '?')})",
@@ -88,8 +107,10 @@ class ReplayController:
             hop_s=float(hop),
             rtf=(last.compute_s / float(hop)) if last is not None and hop else None,
             latency_s=last.latency_s if last is not None else None,
-            skipped_windows=last.skipped_windows if last is not None else 0,
-            dropped_samples=last.dropped_samples if last is not None else 0,
+            # Each estimate carries its own stream's totals: windows are skipped per stream, but
+            # a capture gap drops the same samples from every channel's stream.
+            skipped_windows=sum(e.skipped_windows for e in latest.values()),
+            dropped_samples=max((e.dropped_samples for e in latest.values()), default=0),
             recording=False,
             muted=False,
             logging=False,
@@ -100,6 +121,7 @@ class ReplayController:
             silence_warning=None,
             source_error=None if self.session.clean else f"session {self.session.state.text}",
             finished=self.finished.is_set(),
+            streams=streams,
         )
 
     # -- the replay thread --------------------------------------------------------------
@@ -117,6 +139,8 @@ class ReplayController:
                 previous = est.t_end_s
                 with self._lock:
                     self._emitted.append(est)
+                    self._latest[est.stream] = est
+                    self._counts[est.stream] = self._counts.get(est.stream, 0) + 1
                     subscribers = list(self._subscribers)
                 for fn in subscribers:
                     fn(est)

@@ -1,4 +1,8 @@
-"""The HTML report: one self-contained page, the figure embedded beside summary tables."""
+"""The HTML report: one self-contained page, the figure embedded beside summary tables.
+
+A session of several streams gets a table with one row per stream (its channel, estimates,
+speech windows and mean arousal and valence); a mean over several people's voices would describe
+no one, so the summary then leaves the session-wide means out."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import html
 import math
 from typing import Any
 
+from streamser.contracts import StreamSpec
 from streamser.labels import DEMO_WARNING
 from streamser.session.catalog import (
     affect_stats,
@@ -18,12 +23,14 @@ from streamser.session.catalog import (
 from streamser.session.reader import SessionData
 from streamser.session.report_facts import (
     DERIVED_NOTE,
+    NOT_RECORDED,
     Span,
     format_value,
     mute_spans,
     recorded_spans,
     settings_rows,
 )
+from streamser.session.streams import estimates_by_stream, session_streams, stream_label
 
 
 def summary_rows(session: SessionData) -> list[tuple[str, str]]:
@@ -34,6 +41,12 @@ def summary_rows(session: SessionData) -> list[tuple[str, str]]:
     found = meta.get("counters")
     counters: dict[str, Any] = found if isinstance(found, dict) else {}
     mutes, audio = mute_spans(session), recorded_spans(session)
+    streams = session_streams(session)
+    several = len(streams) > 1
+    means = [
+        ("Mean arousal (derived)", _fmt(stats.mean_arousal)),
+        ("Mean valence (derived)", _fmt(stats.mean_valence)),
+    ]
     rows = [
         ("Session", session.session_id),
         ("Start", _fmt_time(meta.get("start_time"), "unknown")),
@@ -42,16 +55,49 @@ def summary_rows(session: SessionData) -> list[tuple[str, str]]:
         ("State", session.state.text),
         *settings_rows(meta),
         ("streamser version", format_value(meta.get("streamser_version", "unknown"))),
+        *([("Streams", ", ".join(stream_label(s) for s in streams))] if several else []),
         ("Estimates", str(stats.n_estimates)),
         ("Speech windows", str(stats.n_speech)),
-        ("Mean arousal (derived)", _fmt(stats.mean_arousal)),
-        ("Mean valence (derived)", _fmt(stats.mean_valence)),
+        *([] if several else means),
         ("Marks", str(len(session.marks))),
         ("Muted", _fmt_spans(mutes)),
         ("Audio recorded", _fmt_spans(audio)),
         ("Unreadable log lines", str(session.truncated_lines)),
     ]
     rows += [(f"Counter: {k}", format_value(v)) for k, v in sorted(counters.items())]
+    return rows
+
+
+STREAM_COLUMNS = (
+    "stream",
+    "channel",
+    "estimates",
+    "speech windows",
+    "mean arousal (derived)",
+    "mean valence (derived)",
+)
+
+
+def stream_rows(session: SessionData) -> list[tuple[str, str, str, str, str, str]]:
+    """The page's streams table, one row per stream (see ``STREAM_COLUMNS``); empty for a
+    one-stream session."""
+    streams = session_streams(session)
+    if len(streams) < 2:
+        return []
+    groups = estimates_by_stream(session.estimates, streams)
+    rows = []
+    for spec in streams:
+        stats = affect_stats(groups[spec.name])
+        rows.append(
+            (
+                spec.name,
+                _fmt_channel(spec),
+                str(stats.n_estimates),
+                str(stats.n_speech),
+                _fmt(stats.mean_arousal),
+                _fmt(stats.mean_valence),
+            )
+        )
     return rows
 
 
@@ -72,6 +118,13 @@ def render_html(session: SessionData, png: bytes) -> str:
         for what, found in (("muted", mute_spans(session)), ("audio", recorded_spans(session)))
         for lo, hi in found
     )
+    streams = ""
+    if rows := stream_rows(session):
+        head = "".join(f"<th>{esc(column)}</th>" for column in STREAM_COLUMNS)
+        body = "\n".join(
+            "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in rows
+        )
+        streams = f"<h2>Streams</h2>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
     demo = f'<p class="demo">{esc(DEMO_WARNING)}</p>' if is_demo_model(session.meta) else ""
     image = base64.b64encode(png).decode("ascii")
     title = f"streamser session {session.session_id}"
@@ -97,7 +150,7 @@ img {{ max-width: 100%; }}
 <table>
 {table}
 </table>
-<h2>Marks</h2>
+{streams}<h2>Marks</h2>
 <table>
 <tr><th>time (s)</th><th>note</th></tr>
 {marks}
@@ -126,6 +179,10 @@ def _fmt_spans(spans: list[Span]) -> str:
     total = sum(hi - lo for lo, hi in spans if hi < math.inf)
     text = f"{format_duration(total)} in {len(spans)} stretch{'es' if len(spans) > 1 else ''}"
     return text + (", the last still on when the log ended" if spans[-1][1] == math.inf else "")
+
+
+def _fmt_channel(spec: StreamSpec) -> str:
+    return NOT_RECORDED if spec.channel is None else str(spec.channel + 1)
 
 
 def _fmt(value: float | None) -> str:

@@ -12,19 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from streamser.config import OUTPUT_FORMATS, ConfigError
-from streamser.constants import NUM_CLASSES
+from streamser.constants import DEFAULT_STREAM_NAME, NUM_CLASSES
 from streamser.session.files import FILE_MODE
 from streamser.session.provenance import provenance_path
+from streamser.session.summary import SHARE_COLUMNS, summarize
 
 PROB_COLUMNS = [f"p{i}" for i in range(NUM_CLASSES)]
 COLUMNS = [
-    "type", "file", "seq", "window", "t_start_s", "t_end_s", *PROB_COLUMNS, "arousal", "valence",
-    "arousal_smooth", "valence_smooth", "speech", "is_speech", "compute_s", "latency_s",
-    "skipped_windows", "dropped_samples", "partly_recorded", "wall_time", "duration_s", "windows",
-    "speech_windows", "unrecorded_windows", "mean_arousal", "mean_valence",
+    "type", "file", "stream", "seq", "window", "t_start_s", "t_end_s", *PROB_COLUMNS, "arousal",
+    "valence", "arousal_smooth", "valence_smooth", "speech", "is_speech", "compute_s",
+    "latency_s", "skipped_windows", "dropped_samples", "partly_recorded", "wall_time",
+    "duration_s", "windows", "speech_windows", "unrecorded_windows", "mean_arousal",
+    "mean_valence", "speech_s", "sd_arousal", "sd_valence", *SHARE_COLUMNS,
 ]  # fmt: skip
 """The CSV and Parquet columns: window rows and summary rows share them."""
 PARQUET_METADATA_KEY = "streamser"
@@ -127,26 +127,49 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def drop_incomplete(path: Path) -> int:
+    """Cut from a JSONL progress file the rows of files without their summary rows (a run
+    killed while it wrote them) and a last line cut by a crash, so that the file, analysed
+    again, is not listed twice; the file is replaced atomically, and only when something is
+    cut. Returns the rows dropped."""
+    rows = read_rows(path)
+    done = {r.get("file") for r in rows if r.get("type") == "summary"}
+    kept = [r for r in rows if r.get("file") in done]
+    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept)
+    if len(kept) == len(rows) and path.exists() and path.stat().st_size == len(data.encode()):
+        return 0
+    tmp = path.with_name(path.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    with open_private(tmp, os.O_WRONLY | os.O_EXCL, "w") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(rows) - len(kept)
+
+
 def summary_row(
-    file: str, estimates: list[dict[str, Any]], duration_s: float, unrecorded: int = 0
+    file: str,
+    estimates: list[dict[str, Any]],
+    duration_s: float,
+    hop_s: float,
+    *,
+    stream: str = DEFAULT_STREAM_NAME,
+    unrecorded: int = 0,
 ) -> dict[str, Any]:
-    speech = [e for e in estimates if e["is_speech"] and e["arousal"] is not None]
+    """One file's stream summarised (see :mod:`streamser.session.summary`)."""
     return {
         "type": "summary",
-        "file": file,
-        "duration_s": round(duration_s, 4),
-        "windows": len(estimates),
-        "speech_windows": len(speech),
-        "unrecorded_windows": unrecorded,
-        "mean_arousal": float(np.mean([e["arousal"] for e in speech])) if speech else None,
-        "mean_valence": float(np.mean([e["valence"] for e in speech])) if speech else None,
+        **summarize(file, estimates, duration_s, hop_s, stream=stream, unrecorded=unrecorded),
     }
 
 
 def flatten(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as CSV and Parquet hold it; rows written before streams existed are ``main``'s."""
     if "probs" not in row:  # already flat (read back from an earlier CSV or Parquet result)
-        return row
+        return row if row.get("stream") else {**row, "stream": DEFAULT_STREAM_NAME}
     out = {k: v for k, v in row.items() if k != "probs"}
+    out.setdefault("stream", DEFAULT_STREAM_NAME)
     probs = row.get("probs")
     for i, col in enumerate(PROB_COLUMNS):
         out[col] = probs[i] if probs else None

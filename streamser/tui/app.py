@@ -5,32 +5,42 @@ app read what is new from the controller's one bounded history into the plots' a
 timers draw from the latest state: the plots at ``PLOT_HZ`` and the status, level meter and
 banners at ``STATUS_HZ``, each widget redrawing only when its input changed. So a fast model
 cannot make the UI busier, and a slow UI cannot hold the model back.
+
+A run with several streams (``--per-channel``) swaps the two plots for a :class:`StreamStack`
+(an arousal/valence pair per stream, a page of them at a time) as soon as a second stream is
+known; the plane shows every stream's trail, and the class bars and the level meter show the
+selected stream. With one stream the dashboard is what it always was.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import ClassVar
 
-from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Footer
 
 from streamser.constants import HISTORY_MAX_ESTIMATES
-from streamser.contracts import DashboardController, Estimate
+from streamser.contracts import DashboardController, Estimate, StatusSnapshot
 from streamser.labels import AROUSAL_AXIS, VALENCE_AXIS
 from streamser.tui.messages import EstimateRelay, EstimatesReady
+from streamser.tui.palette import stream_colour
+from streamser.tui.roster import StreamRoster
+from streamser.tui.screens import PLOT_LEGEND, STREAMS_LEGEND, HelpScreen, MarkScreen
 from streamser.tui.widgets import (
     BannerStack,
     BannerState,
     CircumplexView,
     ClassBars,
-    EstimateTrack,
     LevelMeter,
     StatusPanel,
+    StreamStack,
+    StreamTracks,
+    StreamTrail,
+    TrackFrame,
     TrajectoryPlot,
     state_fields,
     status_banners,
@@ -59,71 +69,20 @@ KEY_HELP: tuple[tuple[str, str], ...] = (
     ("?", "this help (Escape closes it)"),
 )
 """What the help screen lists; kept beside ``BINDINGS`` so the two agree."""
-
-PLOT_LEGEND = (
-    "Plots: bold line = smoothed, faint dots = raw estimate, shaded ░ = non-speech. "
-    "Arousal and valence are derived from the six class probabilities."
+STREAM_KEY_HELP: tuple[tuple[str, str], ...] = (
+    ("n", "select the next stream (its class probabilities and input level)"),
+    ("] / [", "next / previous page of streams (four on screen at a time)"),
 )
+"""Listed too when the run has several streams (the keys do nothing with one)."""
 
-
-class HelpScreen(ModalScreen[None]):
-    """Lists the keys and the plot legend; Escape or ``?`` closes it."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark", "dismiss_help", "close", show=False),
-    ]
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > Vertical {
-        width: auto; max-width: 90%; height: auto; max-height: 90%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    HelpScreen .keys { width: auto; }
-    HelpScreen .legend { color: $text-muted; width: 60; }
-    """
-
-    def compose(self) -> ComposeResult:
-        width = max(len(k) for k, _ in KEY_HELP)
-        rows = "\n".join(f"[b]{k:<{width}}[/b]  {what}" for k, what in KEY_HELP)
-        with Vertical() as box:
-            box.border_title = "keys"
-            yield Static(rows, classes="keys")
-            yield Static(PLOT_LEGEND, classes="legend")
-
-    def action_dismiss_help(self) -> None:
-        self.dismiss(None)
-
-
-class MarkScreen(ModalScreen[str | None]):
-    """Asks for a note for a marked event; Enter returns it, Escape returns ``None``."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel", show=False)]
-    DEFAULT_CSS = """
-    MarkScreen { align: center middle; }
-    MarkScreen > Vertical {
-        width: 60; max-width: 95%; height: auto;
-        border: round $accent; background: $surface; padding: 0 1;
-    }
-    """
-
-    def compose(self) -> ComposeResult:
-        with Vertical() as box:
-            box.border_title = "mark an event"
-            yield Label("Note (Enter saves, Escape cancels):")
-            yield Input(placeholder="e.g. door slammed", id="note")
-
-    @on(Input.Submitted)
-    def _save(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+__all__ = ["DashboardApp", "HelpScreen", "MarkScreen", "make_app"]
 
 
 class DashboardApp(App[None]):
     """The live dashboard. It owns the controller's lifecycle: start on mount, stop on quit.
 
-    Public state read by tests: ``latest``, ``received``, ``paused`` and ``range_s``.
+    Public state read by tests: ``latest``, ``received``, ``paused``, ``range_s``, ``roster``
+    (the streams, the selection and the page) and ``tracks``.
     """
 
     ENABLE_COMMAND_PALETTE = False
@@ -139,6 +98,9 @@ class DashboardApp(App[None]):
         Binding("c", "toggle_mute", "mute"),
         Binding("r", "toggle_recording", "record"),
         Binding("m", "mark", "mark"),
+        Binding("n", "next_stream", "stream"),
+        Binding("right_square_bracket", "turn_page(1)", "page"),
+        Binding("left_square_bracket", "turn_page(-1)", "page back", show=False),
         Binding("plus,equals_sign", "change_range(1)", "range +", show=False),
         Binding("minus", "change_range(-1)", "range -", show=False),
         Binding("t", "toggle_theme", "theme", show=False),
@@ -158,6 +120,9 @@ class DashboardApp(App[None]):
 
     banners: BannerStack
     plots: tuple[TrajectoryPlot, TrajectoryPlot]
+    """The one stream's plots; unmounted once a second stream is known."""
+    stack: StreamStack | None
+    """The streams' plots, from the moment a second stream is known."""
     circumplex: CircumplexView
     class_bars: ClassBars
     level_meter: LevelMeter
@@ -174,9 +139,13 @@ class DashboardApp(App[None]):
         """Estimates received since start (keeps counting while the display is paused)."""
         self.paused = False
         self.range_s = DEFAULT_RANGE_S
-        self._track = EstimateTrack(HISTORY_MAX_ESTIMATES)
+        self.roster = StreamRoster()
+        self.tracks = StreamTracks(HISTORY_MAX_ESTIMATES)
+        self.stack = None
+        self._frame = TrackFrame()
+        """What the plots show: every stream's view when last drawn (kept while paused)."""
+        self._drawn: tuple[int, ...] = self._frame_key()
         self._last_seq = -1
-        self._drawn_version = 0
         self._stopping = False
         self._stopped = False
         self._start_error: str | None = None
@@ -231,6 +200,7 @@ class DashboardApp(App[None]):
             self.controller.start()
         except Exception as e:  # shown on screen: the user can still quit cleanly
             self._start_error = f"{type(e).__name__}: {e}"
+        self.poll_status()  # the streams in the run's order, before the history names any
         self._pull()
         self.draw_frame()
         self.poll_status()
@@ -267,27 +237,68 @@ class DashboardApp(App[None]):
         if not fresh:
             return
         for e in fresh:
-            self._track.append(e)
+            self.tracks.append(e)
         self.latest = fresh[-1]
         self._last_seq = self.latest.seq
         self.received += len(fresh)
+        self._learn_streams(e.stream for e in fresh)
+
+    def _learn_streams(self, names: Iterable[str]) -> None:
+        """Take in stream names not seen yet; at the second, swap to a pair of plots per stream."""
+        if not self.roster.merge(names):
+            return
+        self.refresh_bindings()
+        if self.roster.multi and self.stack is None:
+            self.stack = StreamStack(self.range_s, id="streams")
+            for plot in self.plots:
+                plot.remove()
+            self.query_one("#plots").mount(self.stack)
 
     # --- drawing ----------------------------------------------------------------------------
 
+    def _frame_key(self) -> tuple[int, ...]:
+        """Everything a frame depends on: the data shown, the streams, selection and page."""
+        roster = self.roster
+        return (self._frame.version, len(roster.names), roster.selected, roster.page)
+
     def draw_frame(self) -> None:
-        """Hand the latest history to the plots, unless paused or nothing changed."""
-        if self.paused or self._track.version == self._drawn_version:
+        """Hand the latest history to the plots (unless paused) if anything they show changed.
+        While paused, a new selection or page is drawn from the history as it was."""
+        if not self.paused and self.tracks.version != self._frame.version:
+            self._frame = self.tracks.frame()
+        key = self._frame_key()
+        if key == self._drawn:
             return
-        self._drawn_version = self._track.version
-        view = self._track.view()
-        for plot in self.plots:
-            plot.show(view)
-        self.circumplex.show(view)
-        self.class_bars.show(self.latest)
+        self._drawn = key
+        frame = self._frame
+        if self.stack is None:
+            if self.roster.names:
+                only = self.roster.names[0]
+                for plot in self.plots:
+                    plot.show(frame.view(only))
+                self.circumplex.show(frame.view(only))
+                self.class_bars.show(frame.latest.get(only))
+            return
+        self.stack.show(self.roster, frame)
+        trails = [
+            StreamTrail(
+                name,
+                frame.view(name),
+                stream_colour(i),
+                selected=name == self.roster.selected_name,
+            )
+            for i, name in enumerate(self.roster.names)
+        ]
+        self.circumplex.show_streams(trails)
+        selected = self.roster.selected_name
+        assert selected is not None
+        colour = stream_colour(self.roster.colour_index(selected))
+        self.class_bars.show(frame.latest.get(selected), (selected, colour))
 
     def poll_status(self) -> None:
         """Read the controller's status and update the rows that show it."""
         s = self.controller.status()
+        self._learn_streams(st.name for st in s.streams)
         state = BannerState(
             paused=self.paused,
             stopping=self._stopping,
@@ -295,9 +306,19 @@ class DashboardApp(App[None]):
             is_replay=self.controller.is_replay,
         )
         self.banners.show(status_banners(s, state))
-        self.level_meter.show(s.level_dbfs, s.clipping, s.muted)
+        self._show_level(s)
         self.states.show(state_fields(s))
         self.status_panel.show(status_fields(s, received=self.received))
+
+    def _show_level(self, s: StatusSnapshot) -> None:
+        """The input's level, or with several streams the selected stream's (the input's when
+        the controller does not give the streams' levels)."""
+        selected = self.roster.selected_name if self.roster.multi else None
+        stream = next((st for st in s.streams if st.name == selected), None)
+        if stream is None:
+            self.level_meter.show(s.level_dbfs, s.clipping, s.muted)
+        else:
+            self.level_meter.show(stream.level_dbfs, stream.clipping, s.muted, label=stream.name)
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -329,6 +350,27 @@ class DashboardApp(App[None]):
         self.range_s = RANGE_STEPS_S[min(max(i, 0), len(RANGE_STEPS_S) - 1)]
         for plot in self.plots:
             plot.set_range(self.range_s)
+        if self.stack is not None:
+            self.stack.set_range(self.range_s)
+
+    def action_next_stream(self) -> None:
+        self.roster.select_next()
+        self.draw_frame()
+        self.poll_status()
+
+    def action_turn_page(self, step: int) -> None:
+        self.roster.turn_page(step)
+        self.draw_frame()
+        self.poll_status()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The stream keys exist only with several streams (and paging with a second page):
+        hidden from the footer, and doing nothing, otherwise."""
+        if action == "next_stream":
+            return self.roster.multi
+        if action == "turn_page":
+            return self.roster.pages > 1
+        return True
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
@@ -345,7 +387,12 @@ class DashboardApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            if self.roster.multi:
+                self.push_screen(
+                    HelpScreen(KEY_HELP + STREAM_KEY_HELP, PLOT_LEGEND + STREAMS_LEGEND)
+                )
+            else:
+                self.push_screen(HelpScreen(KEY_HELP))
 
     def action_mark(self) -> None:
         def save(note: str | None) -> None:

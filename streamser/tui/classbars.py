@@ -1,7 +1,8 @@
 """The six class probabilities of the newest estimate as horizontal bars.
 
 Arousal and valence are derived from these; showing them lets a user see whether a middling
-value means a confident middle class or a split between two extremes.
+value means a confident middle class or a split between two extremes. With several streams
+the bars are the selected stream's, and the title names it in its colour.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+from rich.style import Style
 
 from streamser.constants import NUM_CLASSES
 from streamser.contracts import Estimate
 from streamser.labels import CLASS_NAMES
+from streamser.tui.palette import StreamColour
 from streamser.tui.render import CachedRender, TextBuilder
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -47,22 +50,34 @@ class ClassBars(CachedRender):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.estimate: Estimate | None = None
+        self.stream: tuple[str, StreamColour] | None = None
+        """The selected stream's name and colour, with several streams; else None."""
 
-    def show(self, estimate: Estimate | None) -> None:
-        if estimate is not self.estimate:
+    def show(
+        self, estimate: Estimate | None, stream: tuple[str, StreamColour] | None = None
+    ) -> None:
+        if estimate is not self.estimate or stream != self.stream:
             self.estimate = estimate
+            self.stream = stream
             self.refresh()
 
     def cache_key(self) -> tuple[Any, ...]:
-        return (None if self.estimate is None else self.estimate.seq,)
+        return (None if self.estimate is None else self.estimate.seq, self.stream)
 
     def build(self, width: int, height: int) -> TextBuilder:
         probs = self.estimate.probs if self.estimate is not None else None
-        title = "class probabilities"
-        if self.estimate is not None and probs is None:
-            title += " (non-speech)"
+        non_speech = self.estimate is not None and probs is None
         out = TextBuilder()
-        out.add(title[:width], self.style_of("classbars--title"))
+        if self.stream is None:
+            title = "class probabilities" + (" (non-speech)" if non_speech else "")
+            out.add(title[:width], self.style_of("classbars--title"))
+        else:  # runs past the width are cropped when drawn
+            stream, colour = self.stream
+            shade = self.background_colors[1] + colour.for_theme(self.app.current_theme.dark)
+            title_style = self.style_of("classbars--title")
+            out.add(stream, title_style + Style(color=shade.rich_color))
+            rest = " · non-speech (no classes)" if non_speech else " · class probabilities"
+            out.add(rest, title_style)
         bar_width = max(width - self.NAME_WIDTH - 7, 1)
         top = int(np.argmax(probs)) if probs is not None else -1
         name, top_style = self.style_of("classbars--name"), self.style_of("classbars--top")

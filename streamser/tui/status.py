@@ -31,9 +31,13 @@ SILENCE_DBFS = -100.0
 file's smallest step (-90.3 dBFS), and the engine reports an all-zero block as -200 dBFS, a
 figure that means "no signal" rather than a level (and would not fit the number field)."""
 
+MAX_LABEL_CHARS = 12
+"""A stream name longer than this is cut in the level meter's label: the bar keeps its room."""
+
 
 class LevelMeter(CachedRender):
-    """Input level in dBFS on one row, coloured by headroom, with a clipping flag."""
+    """Input level in dBFS on one row, coloured by headroom, with a clipping flag; labelled
+    ``input``, or with the selected stream's name when there are several."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "meter--label",
@@ -56,19 +60,23 @@ class LevelMeter(CachedRender):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.reading: tuple[float | None, bool, bool] = (None, False, False)
+        self.label = "input"
 
-    def show(self, level_dbfs: float | None, clipping: bool, muted: bool) -> None:
+    def show(
+        self, level_dbfs: float | None, clipping: bool, muted: bool, label: str = "input"
+    ) -> None:
         reading = (None if level_dbfs is None else round(level_dbfs, 1), clipping, muted)
-        if reading != self.reading:
+        if reading != self.reading or label != self.label:
+            self.label = label
             self.reading = reading
             self.refresh()
 
     def cache_key(self) -> tuple[Any, ...]:
-        return self.reading
+        return (*self.reading, self.label)
 
     def build(self, width: int, height: int) -> TextBuilder:
         level, clipping, muted = self.reading
-        label = "input "
+        label = self.label[:MAX_LABEL_CHARS] + " "
         value = self._value_text(level, muted)
         flag = " CLIP " if clipping else ""
         bar_width = max(width - len(label) - len(value) - len(flag) - 1, 4)
@@ -290,8 +298,8 @@ def status_banners(s: StatusSnapshot, state: BannerState) -> tuple[Banner, ...]:
         out.append(Banner("error", s.log_error if stopped else f"logging stopped: {s.log_error}"))
     if s.demo_model:
         out.append(Banner("warning", DEMO_WARNING))
-    if s.silence_warning and not s.muted:  # muted capture is silent by the user's choice
-        out.append(Banner("warning", s.silence_warning))
+    if not s.muted:  # muted capture is silent by the user's choice
+        out += [Banner("warning", text) for text in silence_warnings(s)]
     if s.finished:
         what = "replay" if state.is_replay else "input"
         out.append(Banner("info", f"{what} finished: no more estimates (q quits)"))
@@ -300,6 +308,18 @@ def status_banners(s: StatusSnapshot, state: BannerState) -> tuple[Banner, ...]:
     if state.stopping:
         out.append(Banner("info", "stopping: closing the session…"))
     return tuple(out)
+
+
+def silence_warnings(s: StatusSnapshot) -> list[str]:
+    """The silence warning to show: with several streams, the first silent stream's, naming
+    every silent stream (one microphone of an interview can be off while the others work) in
+    one banner, so a row of dead microphones cannot push the plots off the screen; else the
+    input's."""
+    if len(s.streams) > 1:
+        silent = [st for st in s.streams if st.silence_warning]
+        if silent:
+            return [f"{', '.join(st.name for st in silent)}: {silent[0].silence_warning}"]
+    return [s.silence_warning] if s.silence_warning else []
 
 
 def banner_lines(text: str, width: int) -> list[str]:

@@ -9,6 +9,10 @@ title's current value, but the body only changes when the time axis steps on by 
 (see :class:`~streamser.tui.plotting.PlotSamples`): on a ten-minute range a column is seconds
 long, and a body of a thousand styled runs (shaded non-speech stretches) is the costliest thing
 on screen, so most frames repaint one row.
+
+With several streams each stream gets a pair of plots without their own title and time axis
+(``framed=False``): the stream's header names it and one time axis under the stack serves all.
+Such a plot draws in its stream's colour and labels its gutter with the series' short name.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from rich.text import Text
 from textual.geometry import Region
 from textual.strip import Strip
 
+from streamser.tui.palette import StreamColour
 from streamser.tui.plotting import (
     PlotCells,
     PlotSamples,
@@ -51,6 +56,7 @@ class TrajectoryPlot(StyledWidget):
     }
     DEFAULT_CSS = """
     TrajectoryPlot { height: 1fr; min-height: 5; }
+    TrajectoryPlot.-bare { min-height: 1; }
     TrajectoryPlot > .trajectory--title { text-style: bold; }
     TrajectoryPlot > .trajectory--axis { color: $foreground 60%; }
     TrajectoryPlot > .trajectory--grid { color: $foreground 40%; }
@@ -61,6 +67,8 @@ class TrajectoryPlot(StyledWidget):
     """
     GUTTER = 6
     """Columns left of the plot area: a value label and the axis line."""
+    RAW_ALPHA = 0.4
+    """Opacity of a stream colour's raw dots, as ``trajectory--raw`` has the theme's."""
 
     def __init__(
         self,
@@ -71,10 +79,20 @@ class TrajectoryPlot(StyledWidget):
         hi: float,
         grid_at: float | None,
         range_s: float,
+        framed: bool = True,
+        short: str = "",
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
         self.title = title
+        self.framed = framed
+        """With a title row and a time axis; without, the plot area and its gutter only."""
+        self.short = short
+        """The series' short name, in the gutter of a plot without a title."""
+        self.colour: StreamColour | None = None
+        """The stream's colour for the lines; None: the theme's."""
+        if not framed:
+            self.add_class("-bare")
         self.series: Series = series
         self.lo, self.hi, self.grid_at = lo, hi, grid_at
         self.range_s = range_s
@@ -90,6 +108,10 @@ class TrajectoryPlot(StyledWidget):
     def show(self, view: TrackView) -> None:
         """Draw ``view``: repaint what it changes (often only the title row), or nothing."""
         self.view = view
+        if not self.framed:
+            if self._body.picture is None or self._keys()[1] != self._body.key:
+                self.refresh()
+            return
         if self._title.picture is None or self._body.picture is None:
             self.refresh()
             return
@@ -103,6 +125,21 @@ class TrajectoryPlot(StyledWidget):
         self.range_s = range_s
         self.refresh()
 
+    def set_colour(self, colour: StreamColour | None) -> None:
+        """Draw the lines in ``colour`` (a stream's), or in the theme's with None."""
+        if colour != self.colour:
+            self.colour = colour
+            self._styles.clear()
+            self.refresh()
+
+    def _resolve_style(self, component: str) -> Style:
+        style = super()._resolve_style(component)
+        if self.colour is None or component not in ("trajectory--raw", "trajectory--smooth"):
+            return style
+        alpha = self.RAW_ALPHA if component == "trajectory--raw" else 1.0
+        colour = self.colour.for_theme(self.app.current_theme.dark).with_alpha(alpha)
+        return style + Style(color=(self.background_colors[1] + colour).rich_color)
+
     @property
     def shown_version(self) -> int:
         """Version of the track this plot shows (0 before any data)."""
@@ -111,7 +148,7 @@ class TrajectoryPlot(StyledWidget):
     def _plot_size(self) -> tuple[int, int]:
         """(columns, rows) of the braille area at the current size."""
         width, height = self.content_size
-        return max(width - self.GUTTER, 1), max(height - 3, 1)
+        return max(width - self.GUTTER, 1), max(height - (3 if self.framed else 0), 1)
 
     def samples(self) -> PlotSamples | None:
         """The view sampled for the current size and range; recomputed only when one changed."""
@@ -132,14 +169,14 @@ class TrajectoryPlot(StyledWidget):
     def _keys(self) -> tuple[tuple[object, ...], tuple[object, ...]]:
         width, height = self.content_size
         self.samples()
-        size = (self.app.theme, width, height, self.range_s)
+        size = (self.app.theme, self.colour, width, height, self.range_s)
         return (*size, self._title_text()), (*size, self._body_epoch)
 
     def _update(self) -> None:
         """Rebuild the bands whose inputs changed (counted once in ``renders``)."""
         width, height = self.content_size
         title_key, body_key = self._keys()
-        rebuilt = self._title.update(title_key, lambda: self._build_title(width))
+        rebuilt = self.framed and self._title.update(title_key, lambda: self._build_title(width))
         if self._body.update(body_key, lambda: self._build_body(width, height)):
             self.body_renders += 1
             rebuilt = True
@@ -148,6 +185,8 @@ class TrajectoryPlot(StyledWidget):
 
     def render(self) -> Text:
         self._update()
+        if not self.framed:
+            return self._body.text()
         text = self._title.text().copy()
         text.append("\n")
         text.append_text(self._body.text())
@@ -157,7 +196,8 @@ class TrajectoryPlot(StyledWidget):
         self._update()
         width = self.content_size.width
         base = self.visual_style.rich_style
-        band, row = (self._title, y) if y == 0 else (self._body, y - 1)
+        title_rows = 1 if self.framed else 0
+        band, row = (self._title, y) if y < title_rows else (self._body, y - title_rows)
         strips = band.strips(width, base)
         return strips[row] if 0 <= row < len(strips) else Strip.blank(width, base)
 
@@ -184,7 +224,8 @@ class TrajectoryPlot(StyledWidget):
             )
         out = TextBuilder()
         self._add_plot_rows(out, cells, rows, cols)
-        self._add_axis_rows(out, cells, cols)
+        if self.framed:
+            self._add_axis_rows(out, cells, cols)
         return out
 
     def _add_title_row(self, out: TextBuilder, width: int) -> None:
@@ -197,7 +238,13 @@ class TrajectoryPlot(StyledWidget):
             out.add(right, self.style_of("trajectory--axis"))
 
     def _gutters(self, rows: int) -> list[str]:
-        """The left margin of each plot row: value labels at their rows, an axis line elsewhere."""
+        """The left margin of each plot row: value labels at their rows, an axis line elsewhere.
+        Without a title, the series' short name replaces the middle label (or, on fewer than
+        three rows, every label)."""
+        if not self.framed and rows < 3:
+            return [f"{self.short:>{self.GUTTER - 2}} ┤"] + [" " * (self.GUTTER - 1) + "│"] * (
+                rows - 1
+            )
         values = [self.hi, self.lo]
         if self.grid_at is not None and rows >= 5:
             values.append(self.grid_at)
@@ -209,6 +256,8 @@ class TrajectoryPlot(StyledWidget):
             label = f"{value:+.2f}" if self.lo < 0 and value != 0 else f"{value:.2f}"
             label = label[:-1] if label.endswith("0") else label  # 0.25 but 0.5, 1.0
             gutters[r // 4] = f"{label:>{self.GUTTER - 2}} ┤"
+        if not self.framed:
+            gutters[(rows - 1) // 2] = f"{self.short:>{self.GUTTER - 2}} ┤"
         return gutters
 
     def _add_plot_rows(

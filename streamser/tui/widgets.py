@@ -8,7 +8,7 @@ dashboard's parts from one place, whichever module a part moves to.
 
 from __future__ import annotations
 
-from streamser.tui.circumplex import CircumplexView
+from streamser.tui.circumplex import CircumplexView, StreamTrail
 from streamser.tui.classbars import ClassBars, bar
 from streamser.tui.plotting import (
     PlotCells,
@@ -38,7 +38,21 @@ from streamser.tui.status import (
     status_banners,
     status_fields,
 )
-from streamser.tui.track import EstimateTrack, Series, TrackView, sample_columns
+from streamser.tui.streamplots import (
+    StreamBlock,
+    StreamHeader,
+    StreamPageHeader,
+    StreamStack,
+    TimeAxisRow,
+)
+from streamser.tui.track import (
+    EstimateTrack,
+    Series,
+    StreamTracks,
+    TrackFrame,
+    TrackView,
+    sample_columns,
+)
 from streamser.tui.trajectory import TrajectoryPlot
 
 __all__ = [
@@ -56,8 +70,16 @@ __all__ = [
     "Series",
     "StatusField",
     "StatusPanel",
+    "StreamBlock",
+    "StreamHeader",
+    "StreamPageHeader",
+    "StreamStack",
+    "StreamTracks",
+    "StreamTrail",
     "StyledWidget",
     "TextBuilder",
+    "TimeAxisRow",
+    "TrackFrame",
     "TrackView",
     "TrajectoryPlot",
     "bar",
