@@ -111,6 +111,12 @@ def _export(args: argparse.Namespace) -> int:
     return export(args)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from streamser.commands.serve_cmd import serve
+
+    return serve(args)
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from streamser.commands.analyze_cmd import analyze
 
@@ -346,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run; the session is kept on disk.",
     )
     _add_listen_args(listen)
+    from streamser.commands.serve_cmd import add_remote_args, add_serve_args
+
+    add_remote_args(listen)
     listen.set_defaults(handler=_listen)
 
     demo = sub.add_parser(
@@ -414,6 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_window_args(analyze)
     _add_stream_args(analyze)
     analyze.set_defaults(handler=_analyze)
+
+    serve = sub.add_parser(
+        "serve",
+        help="one model for many remote streams: WebSocket clients, listen --server, browsers",
+    )
+    _add_model_args(serve)
+    _add_speed_args(serve)
+    add_serve_args(serve)
+    serve.set_defaults(handler=_serve)
     return parser
 
 

@@ -275,7 +275,7 @@ class StreamConfig:
             flag = "--streams" if self.channels is not None else "--stream-names"
             raise ConfigError(f"{flag} needs --per-channel (one stream per input channel)")
         chosen = _channel_list(self.channels) if self.channels is not None else None
-        names = _name_list(self.names) if self.names is not None else None
+        names = stream_name_list(self.names) if self.names is not None else None
         if chosen is not None and names is not None and len(names) != len(chosen):
             raise ConfigError(
                 f"--stream-names gives {len(names)} name(s) for {len(chosen)} stream(s) in "
@@ -298,7 +298,7 @@ class StreamConfig:
             raise ConfigError(
                 f"{len(chosen)} streams is more than {MAX_STREAMS}: choose some with --streams"
             )
-        names = _name_list(self.names) if self.names else [f"ch{c}" for c in chosen]
+        names = stream_name_list(self.names) if self.names else [f"ch{c}" for c in chosen]
         if len(names) != len(chosen):
             raise ConfigError(
                 f"--stream-names gives {len(names)} name(s) for the input's {len(chosen)} "
@@ -320,17 +320,21 @@ def _channel_list(text: str) -> list[int]:
     return chosen
 
 
-def _name_list(text: str) -> list[str]:
-    """``"alice,bob"`` as names that are safe in file names, JSON, LSL and OSC addresses."""
+def stream_name_list(text: str, label: str = "--stream-names") -> list[str]:
+    """``"alice,bob"`` as names that are safe in file names, JSON, LSL and OSC addresses.
+
+    The one rule for stream names, wherever they come from (``label`` names the origin in the
+    message: the flag, or a field of the serve protocol's hello).
+    """
     names = [part.strip() for part in text.split(",")]
     for name in names:
         if not name or len(name) > 32 or not all(c.isalnum() or c in "-_." for c in name):
             raise ConfigError(
-                f'--stream-names "{text}": each name is 1 to 32 letters, digits, "-", "_" '
+                f'{label} "{text}": each name is 1 to 32 letters, digits, "-", "_" '
                 f'or "." (no spaces), separated by commas'
             )
     if len(set(names)) != len(names):
-        raise ConfigError(f'--stream-names "{text}": the names must differ')
+        raise ConfigError(f'{label} "{text}": the names must differ')
     return names
 
 

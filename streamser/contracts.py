@@ -116,7 +116,7 @@ class ModelInfo:
     """Where the weights came from and what is known about them (shown by ``model info``)."""
 
     name: str
-    kind: str  # "hub" | "local" | "demo"
+    kind: str  # "hub" | "local" | "demo" | "remote" (a streamser serve; loaded_from: its URL)
     revision: str | None
     config_path: str | None
     weights_path: str | None  # the source file (HF cache or local directory)

@@ -11,6 +11,7 @@ from typing import Any
 from streamser.config import AudioConfig, ListenConfig, ModelConfig
 from streamser.console import hint, require_terminal, stop_on_signals
 from streamser.constants import PUBLISHED_WEIGHTS_BYTES
+from streamser.labels import DEMO_WARNING
 from streamser.outputs.headless import exit_code, print_summary, run_headless
 from streamser.outputs.live import live_output_config, with_live_outputs
 from streamser.settings import build_config
@@ -67,15 +68,19 @@ def listen(args: argparse.Namespace) -> int:
         if cfg.audio.input_path is None:
             raise SourceError(f"{e} ({demo_hint('a microphone')})") from e
         raise
-    try:
-        model = load_for(cfg.model)
-    except ModelError as e:
-        raise ModelError(f"{e} ({demo_hint('the weights')})") from e
     from streamser.engine.pipeline import Pipeline
     from streamser.session.marks import MarkFollower
     from streamser.session.sink import session_sink_for
 
     lg = cfg.logging
+    remote: dict[str, Any] = {}
+    if getattr(args, "server", None) is not None:
+        model, remote["worker_factory"] = remote_model(cfg, source, args.server, args.token)
+    else:
+        try:
+            model = load_for(cfg.model)
+        except ModelError as e:
+            raise ModelError(f"{e} ({demo_hint('the weights')})") from e
     sink = session_sink_for(lg.log, lg.log_dir, lg.record)
     pipeline = Pipeline(
         cfg,
@@ -83,10 +88,32 @@ def listen(args: argparse.Namespace) -> int:
         source,
         sink=with_live_outputs(outputs, sink, follow_marks=MarkFollower),
         source_factory=reconnector(cfg.audio, source),
+        **remote,
     )
     if cfg.headless:
         return run_headless(pipeline)
     return run_dashboard(pipeline)
+
+
+def remote_model(cfg: ListenConfig, source: Any, url: str, token: str | None) -> tuple[Any, Any]:
+    """``--server``: the server's model as the run sees it, and the worker that streams to it
+    (a one-line error when the server cannot be reached or refuses the stream)."""
+    from streamser.server.dependencies import require_serve_extra
+
+    require_serve_extra("listen --server")
+    from streamser.server.config import token_from
+    from streamser.server.remote_link import RemoteLink, RemoteModel, hello_for
+    from streamser.server.remote_worker import remote_worker_factory
+
+    streams = cfg.streams.resolve(source.channels)
+    hello = hello_for(
+        cfg.windows, streams, source.sample_rate_hz, not source.realtime, token_from(token)
+    )
+    link = RemoteLink(url, hello, streams).open()
+    model = RemoteModel(link.ready, link.url)
+    if model.info.demo:
+        log.warning("the server runs the demo model: %s", DEMO_WARNING)
+    return model, remote_worker_factory(link, lambda: RemoteLink(url, hello, streams))
 
 
 def reconnector(audio: AudioConfig, source: Any) -> Callable[[], Any] | None:

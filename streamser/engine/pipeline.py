@@ -43,6 +43,10 @@ from streamser.version import __version__
 
 log = logging.getLogger("streamser")
 
+WorkerFactory = Callable[..., InferenceWorker]
+"""Builds the run's worker from InferenceWorker's arguments: the default runs the model here;
+``streamser.server.remote_worker.RemoteWorker`` sends the audio to a ``streamser serve``."""
+
 SCHEMA_VERSION = 3
 """meta.json's layout: 2 = ``dropped_samples`` in 16 kHz samples, recorder drops counted;
 3 = ``streams`` lists the analysed streams (and ``counters.streams`` their windows)."""
@@ -64,6 +68,7 @@ class Pipeline:
         max_batch: int = 8,
         source_factory: SourceFactory | None = None,
         executor: Executor | None = None,
+        worker_factory: WorkerFactory = InferenceWorker,
     ) -> None:
         self.cfg, self.model, self.source, self.sink = cfg, model, source, sink
         self.streams = cfg.streams.resolve(source.channels)
@@ -89,9 +94,10 @@ class Pipeline:
             for stream in self.streams
         ]
         self.analyzer = self.analyzers[0]
+        self._muted = False
         capacity = max(1, round(cfg.audio.ring_s * source.sample_rate_hz))
         self.ring = RingBuffer(capacity, source.channels, policy=source.ring_policy())
-        self.worker = InferenceWorker(
+        self.worker = worker_factory(
             self.analyzers,
             self.ring,
             self.ring.reader("analyzer"),
@@ -110,7 +116,6 @@ class Pipeline:
         self._history: deque[Estimate] = deque(maxlen=HISTORY_MAX_ESTIMATES)
         self._history_lock = threading.Lock()
         self.bus.subscribe_callback("history", self._remember)
-        self._muted = False
         self.consumer_failures: list[str] = []
         self._lifecycle = threading.Lock()
         self._started = False
@@ -188,6 +193,7 @@ class Pipeline:
                 "demo": info.demo,
                 "n_params": info.n_params,
                 **({"note": DEMO_WARNING} if info.demo else {}),
+                **({"server": info.loaded_from} if info.kind == "remote" else {}),
             },
             "compute": {
                 "device": compute.device,

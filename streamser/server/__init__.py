@@ -1,0 +1,2 @@
+"""``streamser serve``: one model for many remote streams over WebSocket (see docs/protocol.md),
+and the client side that ``listen --server`` uses."""
