@@ -72,7 +72,7 @@ def eight_files(d: Path) -> list[Path]:
 def local_fast(path: Path, model: object) -> list[Estimate]:
     """What ``listen --input F --fast --headless`` computes: the same Pipeline, in-process."""
     cfg = ListenConfig(logging=LogConfig(log=False), headless=True)
-    pipeline = Pipeline(cfg, model, FileSource(path, realtime=False))  # type: ignore[arg-type]
+    pipeline = Pipeline(cfg, model, FileSource(path, realtime=False))
     got: list[Estimate] = []
     pipeline.bus.subscribe_lossless("test", got.append)
     with pipeline:
@@ -86,7 +86,7 @@ def test_eight_file_clients_get_every_window_equal_to_local_fast_runs(
     files = eight_files(tmp_path)
     want = {p: local_fast(p, tiny_model) for p in files}
     cfg = ServeConfig(port=0, max_streams=8, max_batch=8)
-    with BackgroundServer(cfg, tiny_model) as bg:  # type: ignore[arg-type]
+    with BackgroundServer(cfg, tiny_model) as bg:
 
         def run(path: Path) -> tuple[list[dict], int]:
             audio, rate = sf.read(path, dtype="float32")
@@ -131,7 +131,7 @@ def test_live_clients_with_a_slow_model_stay_bounded_and_count_skips() -> None:
     model = CountingSlowModel(compute_s)
     t = np.arange(int(duration_s * rate)) / rate
     results: dict[int, tuple[list[dict], list[float], list[float]]] = {}
-    with BackgroundServer(ServeConfig(port=0), model) as bg:  # type: ignore[arg-type]
+    with BackgroundServer(ServeConfig(port=0), model) as bg:
 
         def run(i: int) -> None:
             x = (0.1 * np.sin(2 * np.pi * (220 + 110 * i) * t)).astype(np.float32)
@@ -194,7 +194,7 @@ def test_live_clients_with_a_slow_model_stay_bounded_and_count_skips() -> None:
 def test_graceful_shutdown_delivers_what_was_submitted_then_says_closing() -> None:
     gate = threading.Event()
     model = EchoModel(gate=gate)
-    bg = BackgroundServer(ServeConfig(port=0), model).start()  # type: ignore[arg-type]
+    bg = BackgroundServer(ServeConfig(port=0), model).start()
     ws, ready = open_stream(bg.url, vad=False)
     assert ready["type"] == "ready"
     send_blocks(ws, np.full(int(4.5 * 16000), 0.01, dtype=np.float32), 16000)
@@ -217,7 +217,7 @@ def test_graceful_shutdown_delivers_what_was_submitted_then_says_closing() -> No
 def test_admission_refuses_past_max_streams_with_busy() -> None:
     from serve_clients import FastModel
 
-    with BackgroundServer(ServeConfig(port=0, max_streams=2), FastModel()) as bg:  # type: ignore[arg-type]
+    with BackgroundServer(ServeConfig(port=0, max_streams=2), FastModel()) as bg:
         first, ready = open_stream(bg.url, per_channel=True, channels=2)
         assert ready["type"] == "ready"
         assert [s["name"] for s in ready["streams"]] == ["ch1", "ch2"]

@@ -57,7 +57,7 @@ def served() -> Iterator[tuple[BackgroundServer, LiveClient]]:
         send_queue_messages=16,
         slow_consumer_s=1.0,
     )
-    with BackgroundServer(cfg, FastModel()) as bg:  # type: ignore[arg-type]
+    with BackgroundServer(cfg, FastModel()) as bg:
         good = LiveClient(bg.url, {"token": TOKEN, "hop_s": 0.25, "vad": False})
         yield bg, good
         good.stop()
@@ -257,7 +257,7 @@ def test_two_hundred_connections_leave_no_tasks_threads_or_memory() -> None:
         else:
             ws.close()
 
-    with BackgroundServer(ServeConfig(port=0, max_streams=4), FastModel()) as bg:  # type: ignore[arg-type]
+    with BackgroundServer(ServeConfig(port=0, max_streams=4), FastModel()) as bg:
         for i in range(30):  # warm up: allocator pools, caches, the first of everything
             cycle(bg, i)
         wait_until(lambda: health(bg.url)["streams"] == 0, 20, "streams released")

@@ -22,7 +22,7 @@ from streamser.server.server import BackgroundServer
 
 
 def test_the_page_health_and_metrics_share_the_stream_port() -> None:
-    with BackgroundServer(ServeConfig(port=0), FastModel()) as bg:  # type: ignore[arg-type]
+    with BackgroundServer(ServeConfig(port=0), FastModel()) as bg:
         base = page_url(bg.url)
         status, ctype, body = http_get(base)
         assert status == 200 and ctype.startswith("text/html") and b"app.js" in body
@@ -38,13 +38,13 @@ def test_the_page_health_and_metrics_share_the_stream_port() -> None:
 
 
 def test_other_sites_pages_cannot_open_a_stream() -> None:
-    with BackgroundServer(ServeConfig(port=0), FastModel()) as bg:  # type: ignore[arg-type]
+    with BackgroundServer(ServeConfig(port=0), FastModel()) as bg:
         host = bg.url.split("//")[1].split("/")[0]
         with pytest.raises(InvalidStatus) as refused:
-            connect(bg.url, origin="https://evil.example", open_timeout=10)  # type: ignore[arg-type]
+            connect(bg.url, origin="https://evil.example", open_timeout=10)
         assert refused.value.response.status_code == 403
         own_page = f"http://{host}"
-        with connect(bg.url, origin=own_page, open_timeout=10) as own:  # type: ignore[arg-type]
+        with connect(bg.url, origin=own_page, open_timeout=10) as own:
             own.send(hello())
             assert json.loads(own.recv(timeout=10))["type"] == "ready"
 
@@ -59,7 +59,7 @@ def test_tls_serves_wss(tmp_path: Path) -> None:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     cfg = ServeConfig(port=0, certfile=str(cert), keyfile=str(key))
-    with BackgroundServer(cfg, FastModel()) as bg:  # type: ignore[arg-type]
+    with BackgroundServer(cfg, FastModel()) as bg:
         assert bg.url.startswith("wss://")
         trusted = ssl.create_default_context(cafile=str(cert))
         with connect(bg.url, ssl=trusted, open_timeout=10) as ws:

@@ -34,6 +34,7 @@ from streamser.constants import DEFAULT_STREAM_NAME
 from streamser.contracts import AnalysisModel, ComputeInfo, Estimate, ModelInfo, StreamSpec
 from streamser.engine.offline import PreparedStream, build_estimates
 from streamser.errors import StreamserError
+from streamser.session.analysis import AnalysisResult
 from streamser.session.archive_files import FileInfo, file_rows
 from streamser.session.archive_progress import ArchiveProgress
 from streamser.session.inputs import discover, readable, resolved
@@ -64,24 +65,12 @@ class RayError(StreamserError):
     """Ray is missing, cannot be reached, or the run failed on the cluster."""
 
 
-@dataclass(frozen=True)
-class RayRunResult:
-    """What a Ray run did (the fields ``analyze`` reports, as for a local run)."""
-
-    output: Path
-    analysed: int
-    windows: int
-    failed: int
-    unrecorded_windows: int = 0
-    provenance: Path | None = None
-
-
 def analyze_on_ray(
     inputs: Iterable[str],
     cfg: AnalyzeConfig,
     load_model: Callable[[ModelConfig], AnalysisModel],
     say: Callable[[str], None],
-) -> RayRunResult:
+) -> AnalysisResult:
     """Analyse every file named or found under ``inputs`` on Ray into ``cfg.output``."""
     out = Path(cfg.output)
     _need_ray_and_pyarrow()
@@ -111,7 +100,7 @@ def analyze_on_ray(
         say(f"nothing to do: every file is done ({len(output.done)} in {output.manifest})")
         if earlier is not None:
             output.finish(earlier)
-        return RayRunResult(out, 0, 0, len(skipped), 0, output.meta_path)
+        return AnalysisResult(out, 0, 0, len(skipped), 0, output.meta_path)
     started = timestamp()
     with _ray_session(cfg) as cluster:
         run = _Run(cfg, load_model, cluster, output, status, say, earlier)
@@ -121,7 +110,7 @@ def analyze_on_ray(
     failed = len(skipped) + run.failed
     provenance = run.provenance(started, finished=True)
     output.finish(provenance)
-    return RayRunResult(out, run.analysed, run.windows, failed, run.unrecorded, output.meta_path)
+    return AnalysisResult(out, run.analysed, run.windows, failed, run.unrecorded, output.meta_path)
 
 
 def _todo(
