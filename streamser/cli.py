@@ -219,21 +219,23 @@ def _add_stream_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_live_output_args(p: argparse.ArgumentParser) -> None:
-    """``--lsl``, ``--lsl-wait`` and ``--osc``: estimates and events to lab and creative tools."""
+def _add_live_output_args(p: argparse.ArgumentParser, wait: bool = True) -> None:
+    """``--lsl``, ``--lsl-wait`` and ``--osc``: estimates and events to lab and creative tools
+    (a server has no ``--lsl-wait``: it never holds a client's estimates back)."""
     g = p.add_argument_group("live outputs (README: Live outputs)")
     _switch(
         g, "--lsl", "lsl", True,
         "publish estimates and events as Lab Streaming Layer streams, one per analysed stream, "
         "for LabRecorder (pip install 'streamser[lsl]')",
     )  # fmt: skip
-    g.add_argument(
-        "--lsl-wait",
-        type=float,
-        metavar="S",
-        help="wait up to S seconds for a recorder to connect before the first estimate "
-        "(default: 10 for a file or a replay, 0 for a microphone)",
-    )
+    if wait:
+        g.add_argument(
+            "--lsl-wait",
+            type=float,
+            metavar="S",
+            help="wait up to S seconds for a recorder to connect before the first estimate "
+            "(default: 10 for a file or a replay, 0 for a microphone)",
+        )
     g.add_argument(
         "--osc",
         metavar="HOST:PORT",
@@ -431,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(serve)
     _add_speed_args(serve)
     add_serve_args(serve)
+    _add_live_output_args(serve, wait=False)
     serve.set_defaults(handler=_serve)
     return parser
 

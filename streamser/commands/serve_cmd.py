@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamser.config import ModelConfig
 from streamser.server.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig, token_from
 from streamser.server.dependencies import require_serve_extra
 from streamser.settings import build_config
+
+if TYPE_CHECKING:
+    from streamser.outputs.live import LiveOutputConfig
 
 log = logging.getLogger("streamser")
 
@@ -90,19 +95,22 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
 def serve(args: argparse.Namespace) -> int:
     cfg = serve_config(args)  # refuses an open bind without a token before anything loads
     require_serve_extra("streamser serve")
+    from streamser.outputs.live import live_output_config
+
+    outputs = live_output_config(args)  # a bad --osc or a missing pylsl: before the model loads
     model_cfg = build_config(ModelConfig, vars(args))
     from streamser.commands.listen import load_for
 
     model = load_for(model_cfg)
-    asyncio.run(_serve(cfg, model))
+    asyncio.run(_serve(cfg, model, _records(cfg.log_dir, outputs)))
     return 0
 
 
-async def _serve(cfg: ServeConfig, model: Any) -> None:
+async def _serve(cfg: ServeConfig, model: Any, records: Any) -> None:
     from streamser.labels import DEMO_WARNING
     from streamser.server.server import StreamServer
 
-    server = StreamServer(cfg, model, log_factory=_session_logs(cfg.log_dir))
+    server = StreamServer(cfg, model, log_factory=records)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,11 +129,46 @@ async def _serve(cfg: ServeConfig, model: Any) -> None:
     )
 
 
-def _session_logs(log_dir: str | None) -> Any:
-    """Per stream, a session under ``log_dir`` (the session layer's logger), or None."""
-    if log_dir is None:
-        return None
-    from streamser.session.logger import SessionLogger
+def _records(log_dir: str | None, outputs: LiveOutputConfig) -> Any:
+    """Per client, what the server keeps of its estimates: a session under ``log_dir`` and the
+    live outputs asked for; None when neither is."""
+    makers: list[Callable[[dict[str, Any]], Any]] = []
+    if log_dir is not None:
+        from streamser.session.logger import SessionLogger
 
-    root = Path(log_dir)
-    return lambda description: SessionLogger(root, description)
+        root = Path(log_dir)
+        makers.append(lambda description: SessionLogger(root, description))
+    if outputs.wanted:
+        from streamser.outputs.served import served_outputs
+
+        makers.append(served_outputs(outputs))
+    if not makers:
+        return None
+    if len(makers) == 1:
+        return makers[0]
+    return lambda description: _Records(makers, description)
+
+
+class _Records:
+    """Several records of one client, written and closed together (each closed even when
+    another's close fails)."""
+
+    def __init__(
+        self, makers: list[Callable[[dict[str, Any]], Any]], description: dict[str, Any]
+    ) -> None:
+        self._records: list[Any] = []
+        try:
+            for make in makers:
+                self._records.append(make(description))
+        except BaseException:
+            self.close({})
+            raise
+
+    def write_estimate(self, estimate: Any) -> None:
+        for record in self._records:
+            record.write_estimate(estimate)
+
+    def close(self, counters: dict[str, Any]) -> None:
+        with contextlib.ExitStack() as stack:
+            for record in self._records:
+                stack.callback(record.close, counters)

@@ -75,6 +75,11 @@ def markers_source_id(input_name: str) -> str:
     return f"streamser:{input_name}:markers"
 
 
+def markers_name(client: str | None = None) -> str:
+    """The marker outlet's LSL name: one per run, or one per client of a server."""
+    return MARKERS_NAME if client is None else f"{MARKERS_NAME}-{client}"
+
+
 class LslOutput:
     """The run's LSL outlets; ``send`` and ``send_markers`` are called under the caller's lock."""
 
@@ -148,7 +153,7 @@ class LslOutput:
         return True
 
     def outlet_names(self) -> list[str]:
-        return [*(stream_name(s) for s in self.streams), MARKERS_NAME]
+        return [*(stream_name(s) for s in self.streams), markers_name(self.facts.client)]
 
     def counters(self) -> dict[str, Any]:
         return {
@@ -209,7 +214,7 @@ class LslOutput:
 
     def _markers_info(self) -> Any:
         info = self._lsl.StreamInfo(
-            MARKERS_NAME,
+            markers_name(self.facts.client),
             MARKERS_TYPE,
             1,
             self._lsl.IRREGULAR_RATE,
@@ -237,6 +242,8 @@ class LslOutput:
         if stream is not None:
             own.append_child_value("stream", stream)
         own.append_child_value("input", f.input_name)
+        if f.client is not None:
+            own.append_child_value("client", f.client)
         if f.replay_of is not None:
             own.append_child_value("replay_of", f.replay_of)
         model = own.append_child("model")

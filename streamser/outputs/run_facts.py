@@ -34,6 +34,9 @@ class RunFacts:
     """The streamser that sends (a replay's session may have been recorded by another)."""
     replay_of: str | None = None
     """The session id, when the estimates are replayed from one."""
+    client: str | None = None
+    """The client, when a server (``streamser serve``) sends its streams: each client has
+    outputs of its own, named after it (:mod:`streamser.outputs.served`)."""
 
     @classmethod
     def from_description(cls, d: dict[str, Any], replay_of: str | None = None) -> RunFacts:

@@ -135,7 +135,7 @@ class ClientStream:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._close_log()
+            await self._close_log()
             self.server.release(self.admitted)
 
     async def _serve(self) -> None:
@@ -160,6 +160,17 @@ class ClientStream:
             return
         self.admitted = len(hello.streams)
         self.hello = hello
+        try:
+            self._estimate_log = await self._open_log(hello)
+        except Exception as e:  # the server's own records, not the client's doing
+            await self._fail(
+                ProtocolError(
+                    "internal",
+                    f"the server cannot keep this stream's records ({type(e).__name__}: {e}); "
+                    "tell the server's operator",
+                )
+            )
+            return
         await self.ws.send(dumps(self.server.ready_message(hello)))
         self._start(hello)
         try:
@@ -190,8 +201,6 @@ class ClientStream:
             )
 
     def _start(self, hello: Hello) -> None:
-        if self.server.log_factory is not None:
-            self._estimate_log = self.server.log_factory(self.server.describe(hello, self.peer))
         self.driver = StreamDriver(
             hello,
             self.server.executor,
@@ -386,10 +395,21 @@ class ClientStream:
         self._skips[est.stream] = est.skipped_windows
         self.server.metrics.on_estimate(est.latency_s, max(0, est.skipped_windows - before))
 
-    def _close_log(self) -> None:
-        if self._estimate_log is None or self.driver is None:
+    async def _open_log(self, hello: Hello) -> EstimateLog | None:
+        """The stream's records (a session, live outputs), opened off the event loop: making
+        a session's files or a recorder's outlets must not hold up the other clients."""
+        factory = self.server.log_factory
+        if factory is None:
+            return None
+        return await asyncio.to_thread(factory, self.server.describe(hello, self.peer))
+
+    async def _close_log(self) -> None:
+        """Closed off the event loop too: an LSL outlet lingers for its recorder."""
+        estimate_log, self._estimate_log = self._estimate_log, None
+        if estimate_log is None:
             return
-        self._estimate_log.close(self.driver.counters())
+        counters = self.driver.counters() if self.driver is not None else {}
+        await asyncio.to_thread(estimate_log.close, counters)
 
 
 def _control_type(message: str) -> str | None:

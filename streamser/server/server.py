@@ -222,6 +222,8 @@ class StreamServer:
             "audio": {
                 "source": f"streamser serve client {peer}",
                 "kind": "RemoteStream",
+                "server": self.url,
+                "client_host": peer_host(peer),
                 "sample_rate_hz": hello.sample_rate_hz,
                 "channels": hello.channels,
                 "stream_rate_hz": SAMPLE_RATE_HZ,
@@ -230,6 +232,12 @@ class StreamServer:
             "streams": [s.to_json_dict() for s in hello.streams],
             "config": {"windows": asdict(hello.windows), "client": hello.describe()},
         }
+
+
+def peer_host(peer: str) -> str:
+    """The host of a ``host:port`` peer (an IPv6 host keeps its colons)."""
+    host, sep, port = peer.rpartition(":")
+    return host if sep and port.isdigit() else peer
 
 
 class BackgroundServer:
