@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -23,9 +24,13 @@ import soundfile as sf
 
 from streamser.outputs.lsl import markers_name, markers_source_id, source_id, stream_name
 from streamser.outputs.served import ClientLabels, client_label
+from streamser.server.config import ServeConfig
+from streamser.server.server import BackgroundServer
 from tests.serve_clients import (
+    FastModel,
     estimates,
     health,
+    live_client,
     open_stream,
     read_all,
     send_blocks,
@@ -182,3 +187,35 @@ def test_labels_are_numbered_only_while_taken() -> None:
     assert len(labels) == 3
     described: dict[str, Any] = {"streams": [{"name": "alice"}, {"name": "bob"}]}
     assert client_label(described) == "alice+bob"
+
+
+def test_records_that_cannot_be_opened_are_a_typed_error_to_that_client_alone() -> None:
+    """A server keeping records (``--log``, ``--lsl``) that cannot open them for one client
+    tells that client ``internal`` and closes it; a client already streaming goes on."""
+
+    def records(description: dict[str, Any]) -> Any:
+        if description["streams"][0]["name"] == "unlucky":
+            raise OSError(28, "No space left on device")
+        return Kept()
+
+    class Kept:
+        def write_estimate(self, estimate: Any) -> None:
+            pass
+
+        def close(self, counters: dict[str, Any]) -> None:
+            pass
+
+    cfg = ServeConfig(port=0, max_streams=4)
+    with BackgroundServer(cfg, FastModel(), log_factory=records) as bg:
+        with live_client(bg.url, hop_s=0.25, vad=False) as good:
+            since = time.monotonic()
+            ws, first = open_stream(bg.url, name="unlucky")
+            assert first["type"] == "error" and first["code"] == "internal", first
+            assert "No space left on device" in first["message"]
+            assert "\n" not in first["message"]
+            _, code = read_all(ws, timeout_s=10)
+            assert code == 1011
+            wait_until(lambda: good.estimates_since(since) >= 2, 10, "the good client's estimates")
+            # The refused client holds no stream once its connection is over.
+            wait_until(lambda: health(bg.url)["streams"] == 1, 10, "the refused stream released")
+        assert good.error is None
