@@ -10,12 +10,21 @@ analysis of a recording reproduce the live results.
 
 Its cost per frame is small for one live stream but adds up over many streams or a fast
 offline pass (benchmarks/README.md, "Stage costs").
+
+The detector scores frames with one torch thread, whatever the process's thread count. Its
+frames are far too small to gain from more, and a thread that has run torch work with several
+threads keeps an OpenMP team of its own, whose threads go on spinning after each frame: on a
+machine with few cores they take the cores from the emotion model's forward pass on the
+executor's thread, which then runs about twice as slowly (benchmarks/README.md, "Live latency
+through the executor"). Scoring is bit-identical with one thread or several.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -58,6 +67,21 @@ def load_silero_model() -> FrameModel:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
     return model
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run the block with torch on one thread in the calling thread, then give it back its
+    count (torch's count is per thread: other threads, the model's among them, keep theirs)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def is_speech(fraction: float, threshold: float) -> bool:
@@ -124,7 +148,7 @@ class SpeechDetector:
             self.nonfinite_samples += int(bad.sum())
             block = np.where(bad, np.float32(0.0), block)
         pos = 0
-        with torch.inference_mode():
+        with torch.inference_mode(), one_torch_thread():
             while pos < block.size:
                 take = min(block.size - pos, self.FRAME_SAMPLES - self._fill)
                 self._frame[self._fill : self._fill + take] = block[pos : pos + take]
