@@ -209,3 +209,32 @@ def test_loading_leaves_thread_count_and_emits_no_deprecation_warning() -> None:
         [sys.executable, "-c", script], cwd=ROOT_DIR, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_gate_scores_on_one_torch_thread_and_gives_the_count_back() -> None:
+    """A spinning OpenMP team on the gate's thread would slow the model's thread: the gate's
+    frames are scored with one thread, and the caller's count is back afterwards."""
+
+    from streamser.audio.vad import one_torch_thread
+
+    seen: list[int] = []
+
+    class Counting:
+        def __call__(self, x: torch.Tensor, sr: int) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return torch.zeros(1)
+
+        def reset_states(self) -> None:
+            pass
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        SpeechDetector(model=Counting()).push(np.zeros(2048, dtype=np.float32))
+        assert seen == [1, 1, 1, 1]
+        assert torch.get_num_threads() == 2
+        with one_torch_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
