@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +26,7 @@ from streamser.outputs.lsl import markers_name, markers_source_id, source_id, st
 from streamser.outputs.served import ClientLabels, client_label
 from streamser.server.config import ServeConfig
 from streamser.server.server import BackgroundServer
+from tests.conftest import ROOT_DIR
 from tests.serve_clients import (
     FastModel,
     estimates,
@@ -36,42 +37,23 @@ from tests.serve_clients import (
     send_blocks,
     wait_until,
 )
-from tests.test_listen_cli import SPEECH, TINY, env_for
+from tests.test_listen_cli import SPEECH, env_for
 from tests.test_lsl import Inlet, capture_errors_s, check_values, event_texts
 from tests.test_osc import OscReceiver, affect_of, probs_of, same, speech_events
-from tests.test_serve_remote_listen import ROOT_DIR
+from tests.test_serve_remote_listen import Server as ServeProcess
 
 
-class Server:
-    """``streamser serve`` with live outputs, as a subprocess on loopback."""
+class Server(ServeProcess):
+    """``streamser serve`` with live outputs (LSL confined to loopback by the test config its
+    environment carries)."""
 
     def __init__(self, tmp_path: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamser", "serve", "--model", TINY, "--port", "0", *extra],
-            stderr=subprocess.PIPE, text=True, cwd=ROOT_DIR, env=env_for(tmp_path),
-        )  # fmt: skip
-        assert self.proc.stderr is not None
-        self.lines: list[str] = []
-        for line in self.proc.stderr:  # blocks until the server says where it serves
-            self.lines.append(line)
-            if "serving on" in line:
-                break
-        else:
-            raise AssertionError(f"serve did not start: {''.join(self.lines)}")
-        self.url = line.split("serving on ")[1].split()[0]
-        self._drainer = threading.Thread(target=self._drain, args=(self.proc.stderr,))
-        self._drainer.start()
+        super().__init__(tmp_path, 0, *extra, env=env_for(tmp_path))
 
-    def _drain(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.append(line)
-
-    def stop(self) -> str:
+    def stopped(self) -> str:
         """Stop it (SIGTERM); everything it wrote on stderr."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        assert self.proc.wait(60) == 0, "".join(self.lines)
-        self._drainer.join(10)
+        assert self.stop() == 0, "".join(self.lines)
+        self.drained.wait(10)
         return "".join(self.lines)
 
     def input_name(self, label: str) -> str:
@@ -135,7 +117,7 @@ def test_a_per_channel_client_reaches_lsl_and_osc_stream_by_stream(
                 f"{e} {stream}" for e in speech_events(mine)
             ]
     finally:
-        err = server.stop()
+        err = server.stopped()
     assert f"lsl: {len(rows)} estimates" in err, err
 
 
@@ -163,7 +145,7 @@ def test_clients_connected_at_once_never_share_ids_and_a_returning_one_gets_its_
         second.close()
         b.wait_ended()
     finally:
-        server.stop()
+        server.stopped()
 
 
 def test_a_bad_osc_target_stops_serve_before_the_model_loads(tmp_path: Path) -> None:

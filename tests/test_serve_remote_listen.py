@@ -39,13 +39,18 @@ def env_for(tmp_path: Path) -> dict[str, str]:
 class Server:
     """``streamser serve`` as a subprocess on loopback; its URL read from its first line."""
 
-    def __init__(self, tmp_path: Path, port: int = 0) -> None:
+    def __init__(
+        self, tmp_path: Path, port: int = 0, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
+        argv = ["serve", "--model", TINY, "--port", str(port), *extra]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamser", "serve", "--model", TINY, "--port", str(port)],
-            stderr=subprocess.PIPE, text=True, cwd=ROOT_DIR, env=env_for(tmp_path),
+            [sys.executable, "-m", "streamser", *argv],
+            stderr=subprocess.PIPE, text=True, cwd=ROOT_DIR, env=env or env_for(tmp_path),
         )  # fmt: skip
         assert self.proc.stderr is not None
         self.lines: list[str] = []
+        self.drained = threading.Event()
+        """Set once the server's stderr has ended (every line is in ``lines``)."""
         for line in self.proc.stderr:  # blocks until the server says where it serves
             self.lines.append(line)
             if "serving on" in line:
@@ -59,6 +64,7 @@ class Server:
     def _drain(self, stream: IO[str]) -> None:
         for line in stream:
             self.lines.append(line)
+        self.drained.set()
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
