@@ -163,11 +163,11 @@ class ClientStream:
         try:
             self._estimate_log = await self._open_log(hello)
         except Exception as e:  # the server's own records, not the client's doing
-            await self._fail(
+            log.error("serve: %s: cannot open its records: %s: %s", self.peer, type(e).__name__, e)
+            await self._fail(  # what failed stays in the server's log: it may name its paths
                 ProtocolError(
                     "internal",
-                    f"the server cannot keep this stream's records ({type(e).__name__}: {e}); "
-                    "tell the server's operator",
+                    "the server cannot keep this stream's records; its operator's log says why",
                 )
             )
             return
