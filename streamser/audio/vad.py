@@ -15,7 +15,7 @@ The detector scores frames with one torch thread, whatever the process's thread 
 frames are far too small to gain from more, and a thread that has run torch work with several
 threads keeps an OpenMP team of its own, whose threads go on spinning after each frame: on a
 machine with few cores they take the cores from the emotion model's forward pass on the
-executor's thread, which then runs about twice as slowly (benchmarks/README.md, "Live latency
+executor's thread, which then runs more than twice as slowly (benchmarks/README.md, "Live latency
 through the executor"). Scoring is bit-identical with one thread or several.
 """
 
